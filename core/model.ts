@@ -1,0 +1,129 @@
+/**
+ * The records Porchlight keeps (in DynamoDB in the cloud, DynamoDB Local on a laptop) and the
+ * messages it emits. Pure data: transitions live in task-machine.ts, storage behind ports.ts.
+ */
+import type {
+  AgentState, Artifacts, JsonValue, ProposedStep, Proposal, Resume, StepState, TaskErrorEntry, TaskPhase, TaskRequest,
+  TaskState, Telemetry, Usage,
+} from './schemas';
+
+/** A message to publish: what the Publisher port sends and the task outbox holds. */
+export interface OutboundMessage {
+  readonly topic: string;
+  /** Serialised as JSON by the publisher; `null` with `retain: true` clears a retained topic. */
+  readonly payload: JsonValue | null;
+  readonly qos: 0 | 1;
+  readonly retain: boolean;
+  readonly userProperties?: Readonly<Record<string, string>>;
+  /** MQTT 5 message expiry, seconds. */
+  readonly messageExpirySec?: number;
+}
+
+/** Why an agent was (or was not) chosen for a step: the auditable part of a plan. */
+export interface MatchAudit {
+  readonly stepId: string;
+  readonly chosen?: string;
+  /** Ranked candidates, best first, with the score and how it was made up. */
+  readonly ranked: readonly { readonly agentId: string; readonly score: number; readonly why: string }[];
+  /** Candidates excluded, each with the constraint that excluded it. */
+  readonly excluded: readonly { readonly agentId: string; readonly reason: string }[];
+}
+
+/** A step of the merged plan, with its live execution state. */
+export interface StepRecord extends ProposedStep {
+  /** The agent whose proposal contained the step. */
+  readonly proposedBy: string;
+  /** The step id inside that agent's proposal (plan ids are renumbered s1, s2, …). */
+  readonly proposedStepId: string;
+  state: StepState;
+  /** Current assignee (unset for pool steps until an output names one). */
+  agentId?: string;
+  /** 0 until first assigned; +1 on every (re-)assignment. */
+  epoch: number;
+  /** Fencing token of the live epoch. */
+  token?: string;
+  /** Epoch ms when the live lease runs out. */
+  leaseExpiresAt?: number;
+  /** Number of assignments made so far. */
+  attempts: number;
+  /** Agents that failed or lost this step; not chosen again. */
+  excluded: string[];
+  usage?: Usage;
+  audit?: MatchAudit;
+}
+
+/** One task: request, plan, step states, artifacts and what is still to be published. */
+export interface TaskRecord {
+  readonly taskId: string;
+  /** Topic root: `tasks` or a data-class root such as `patient-data`. */
+  readonly taskRoot: string;
+  readonly request: TaskRequest;
+  state: TaskState;
+  phase: TaskPhase;
+  /** Optimistic-concurrency version; every save increments it by one. */
+  version: number;
+  readonly createdAt: number;
+  updatedAt: number;
+  /** When the proposal window closes (epoch ms). */
+  windowClosesAt: number;
+  /** Epoch ms from request.constraints.deadline, if any. */
+  deadlineAt?: number;
+  /** Agents that could answer (online, with a hinted or matching skill) when the task arrived. */
+  eligibleAgents: string[];
+  /** Merged plan, keyed by plan step id, in topological order in `stepOrder`. */
+  steps: Record<string, StepRecord>;
+  stepOrder: string[];
+  /** The request's input plus every artifact produced so far. */
+  artifacts: Artifacts;
+  estUsd?: number;
+  estMs?: number;
+  /** Why the plan looks as it does: chosen derivation, excluded steps and their constraints. */
+  planNotes: string[];
+  errors: TaskErrorEntry[];
+  /** Messages produced by the last transitions and not yet confirmed published (transactional outbox). */
+  outbox: OutboundMessage[];
+  finishedAt?: number;
+  /** DynamoDB TTL (epoch seconds): when the item may be deleted. */
+  expiresAt?: number;
+}
+
+/** A stored proposal. */
+export interface ProposalRecord {
+  readonly taskId: string;
+  readonly agentId: string;
+  readonly proposal: Proposal;
+  readonly receivedAt: number;
+}
+
+/** An agent as the registry knows it. */
+export interface AgentRecord {
+  readonly agentId: string;
+  resume: Resume;
+  state: AgentState;
+  load?: { active: number; max: number };
+  telemetry?: Telemetry;
+  /** Accreditations claimed in the résumé that the identity's groups confirm. */
+  verifiedAccredit: string[];
+  /** Claimed but not confirmed: never trusted by the planner. */
+  unverifiedAccredit: string[];
+  updatedAt: number;
+  version: number;
+}
+
+/** Things that happen later: proposal windows, leases, deadlines, retention. */
+export type TimerEvent =
+  | { readonly kind: 'proposal-window'; readonly taskId: string }
+  | { readonly kind: 'lease'; readonly taskId: string; readonly stepId: string; readonly epoch: number }
+  | { readonly kind: 'deadline'; readonly taskId: string }
+  | { readonly kind: 'retention'; readonly taskId: string };
+
+/** Terminal task states. */
+export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'canceled', 'rejected'];
+
+/** True once a task can change no more. */
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** Artifacts, re-exported for adapters that only need the record types. */
+export type { Artifacts };

@@ -1,0 +1,67 @@
+/**
+ * Ports: what core/ needs from the outside world. Adapters implement them over DynamoDB, the
+ * IoT data plane and SQS (functions/adapters), or over the local stack (local/).
+ */
+import type { AgentRecord, OutboundMessage, ProposalRecord, TaskRecord, TimerEvent } from './model';
+import type { AgentStatus, Resume, Telemetry } from './schemas';
+
+/** Wall-clock time; injected so tests control it. */
+export interface Clock {
+  /** Epoch milliseconds. */
+  now(): number;
+}
+
+/** Randomness; injected so tests are repeatable. */
+export interface IdGenerator {
+  /** An unguessable token (at least 128 random bits), URL-safe. Used for fencing. */
+  token(): string;
+}
+
+/** Publishes to the broker (IoT data-plane Publish in the cloud, the shim locally). */
+export interface Publisher {
+  publish(message: OutboundMessage): Promise<void>;
+}
+
+/** Schedules a TimerEvent for later (SQS delay in the cloud, in-process locally). At-least-once. */
+export interface Timer {
+  schedule(event: TimerEvent, dueAt: number): Promise<void>;
+}
+
+/** Task state. Writes are conditional: a lost race throws VersionConflictError. */
+export interface TaskStore {
+  /** Stores a new task; throws DuplicateTaskError when the id exists. */
+  create(task: TaskRecord): Promise<void>;
+  get(taskId: string): Promise<TaskRecord | undefined>;
+  /**
+   * Replaces the task when its stored version is `expectedVersion` (the caller has already set
+   * `task.version = expectedVersion + 1`); throws VersionConflictError otherwise.
+   */
+  save(task: TaskRecord, expectedVersion: number): Promise<void>;
+  /** Stores (or replaces) an agent's proposal for a task. Returns false when an identical one was already stored. */
+  putProposal(proposal: ProposalRecord): Promise<boolean>;
+  listProposals(taskId: string): Promise<ProposalRecord[]>;
+  /** Ids of live tasks with a step currently assigned to `agentId`. */
+  tasksAssignedTo(agentId: string): Promise<string[]>;
+  /** Live tasks with something due at or before `now` (window, lease, deadline, unflushed outbox). */
+  listDue(now: number, limit: number): Promise<TaskRecord[]>;
+}
+
+/** The agent registry of record (IoT Core does not deliver retained messages to wildcard subscribers). */
+export interface Registry {
+  /** Stores the résumé and re-indexes the agent's skills. */
+  putResume(agentId: string, resume: Resume, verified: { verified: string[]; unverified: string[] }, at: number): Promise<AgentRecord>;
+  /** Records a status; returns the updated record, or undefined for an agent with no résumé yet. */
+  setStatus(agentId: string, status: AgentStatus, at: number): Promise<AgentRecord | undefined>;
+  recordTelemetry(agentId: string, telemetry: Telemetry, at: number): Promise<AgentRecord | undefined>;
+  get(agentId: string): Promise<AgentRecord | undefined>;
+  /** Agents advertising `skill`: O(agents with the skill), via the per-skill index. */
+  findBySkill(skill: string): Promise<AgentRecord[]>;
+  /** Every agent (for `porchlight agents`; paginated by the adapter). */
+  list(): Promise<AgentRecord[]>;
+}
+
+/** Confirms accreditations against the identity system (IoT thing groups; locally, the CA's groups file). */
+export interface AccreditationVerifier {
+  /** The accreditations `agentId`'s identity actually holds. */
+  accreditationsOf(agentId: string): Promise<string[]>;
+}

@@ -1,9 +1,9 @@
 /**
  * Three projects so a developer can run the fast unit suite alone
  * (`npx jest --selectProjects unit`); `npm test` runs them all.
- * ts-jest only transpiles (isolatedModules): `npm run typecheck` is the type gate.
+ * ts-jest only transpiles (isolatedModules in tsconfig.json): `npm run typecheck` is the type gate.
  */
-const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
+const transform = { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] };
 const base = { testEnvironment: 'node', transform, moduleFileExtensions: ['ts', 'js', 'json'] };
 
 module.exports = {

@@ -1,0 +1,238 @@
+/**
+ * The Registry port over the single DynamoDB table (infra/table-definition.ts).
+ *
+ * Items
+ * - profile: pk `AGENT#{id}`, sk `PROFILE`; the AgentRecord as a JSON string in `data` (résumé
+ *   skill details carry arbitrary JSON schemas, which DynamoDB maps could not always hold: 32
+ *   nesting levels at most), plus `version`, `state`, `skills`.
+ * - skill index entry: pk `AGENT#{id}`, sk `SKILL#{skill}`, gsi1pk `SKILL#{skill}`, gsi1sk
+ *   `AGENT#{id}`, carrying the same denormalised `data`, so `findBySkill` is one Query on the
+ *   bySkill index and costs O(agents with the skill).
+ *
+ * Every change is read-modify-write of the profile under an optimistic `version`, with the skill
+ * entries written in the same TransactWriteItems (skills no longer advertised are deleted there).
+ * A lost race is retried from a fresh read, because résumé, status and telemetry updates touch
+ * different fields and all of them should land.
+ *
+ * `list()`: the profile also carries gsi1pk `AGENTS` / gsi1sk `AGENT#{id}`, so listing agents is a
+ * Query on the bySkill index's `AGENTS` partition (no skill name can collide: skill entries are
+ * prefixed `SKILL#`). A Scan would read every task, proposal and pointer item in the table to find
+ * the profiles; the cost is one more index entry per agent.
+ */
+import { GetCommand, PutCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { VersionConflictError } from '../../core/errors';
+import type { AgentRecord } from '../../core/model';
+import type { Registry } from '../../core/ports';
+import type { AgentStatus, Resume, Telemetry } from '../../core/schemas';
+import { TABLE } from '../../infra/table-definition';
+import { ItemTooLargeError, StoreError } from './errors';
+import {
+  batchGet, cancellationReasons, isConditionalCheckFailed, itemSize, MAX_ITEM_BYTES, MAX_TRANSACT_ITEMS, queryAll, send, toStoreError,
+  type Item,
+} from './dynamo-support';
+
+/** Construction options. */
+export interface DynamoRegistryOptions {
+  /** A DocumentClient; built once per process by the caller. */
+  readonly client: DynamoDBDocumentClient;
+  readonly tableName: string;
+  /** Attempts per update when concurrent updates of the same agent race. @default 4 */
+  readonly maxAttempts?: number;
+}
+
+/** gsi1pk of every profile: the partition `list()` queries. */
+export const AGENTS_PARTITION = 'AGENTS';
+
+const PROFILE_SK = 'PROFILE';
+const agentPk = (agentId: string) => `AGENT#${agentId}`;
+const skillKey = (skill: string) => `SKILL#${skill}`;
+
+interface Stored {
+  readonly record: AgentRecord;
+  readonly skills: string[];
+}
+
+/** Registry over DynamoDB with a per-skill index. See the module comment for the item layout. */
+export class DynamoRegistry implements Registry {
+  private readonly client: DynamoDBDocumentClient;
+  private readonly tableName: string;
+  private readonly maxAttempts: number;
+
+  constructor(options: DynamoRegistryOptions) {
+    this.client = options.client;
+    this.tableName = options.tableName;
+    this.maxAttempts = options.maxAttempts ?? 4;
+  }
+
+  /** Stores the résumé and re-indexes the skills; a new agent starts `online` (it just published). */
+  async putResume(agentId: string, resume: Resume, verified: { verified: string[]; unverified: string[] }, at: number): Promise<AgentRecord> {
+    const record = await this.update(agentId, (current) => ({
+      ...(current ?? {}),
+      agentId,
+      resume,
+      state: current?.state ?? 'online',
+      verifiedAccredit: [...verified.verified],
+      unverifiedAccredit: [...verified.unverified],
+      updatedAt: at,
+      version: current?.version ?? 0,
+    }));
+    if (record === undefined) throw new StoreError(`store résumé of ${agentId}`, 'update produced no record', false);
+    return record;
+  }
+
+  /** Records the agent's state and load; undefined (and no write) for an agent with no résumé. */
+  async setStatus(agentId: string, status: AgentStatus, at: number): Promise<AgentRecord | undefined> {
+    return this.update(agentId, (current) =>
+      current === undefined
+        ? undefined
+        : { ...current, state: status.state, ...(status.load !== undefined ? { load: { ...status.load } } : {}), updatedAt: at },
+    );
+  }
+
+  /** Records measured telemetry; undefined (and no write) for an agent with no résumé. */
+  async recordTelemetry(agentId: string, telemetry: Telemetry, at: number): Promise<AgentRecord | undefined> {
+    return this.update(agentId, (current) => (current === undefined ? undefined : { ...current, telemetry, updatedAt: at }));
+  }
+
+  /** The agent's profile, read consistently. */
+  async get(agentId: string): Promise<AgentRecord | undefined> {
+    return (await this.read(agentId))?.record;
+  }
+
+  /** Agents advertising `skill`, in agent-id order: one Query on the bySkill index. */
+  async findBySkill(skill: string): Promise<AgentRecord[]> {
+    return this.queryIndex(skillKey(skill), `find agents with skill ${skill}`);
+  }
+
+  /** Every agent, in agent-id order: one paginated Query on the index's `AGENTS` partition. */
+  async list(): Promise<AgentRecord[]> {
+    return this.queryIndex(AGENTS_PARTITION, 'list agents');
+  }
+
+  private async queryIndex(partition: string, operation: string): Promise<AgentRecord[]> {
+    const { name, partitionKey } = TABLE.skillIndex;
+    const items = await queryAll(
+      this.client,
+      {
+        TableName: this.tableName,
+        IndexName: name,
+        KeyConditionExpression: '#gpk = :gpk',
+        ExpressionAttributeNames: { '#gpk': partitionKey },
+        ExpressionAttributeValues: { ':gpk': partition },
+      },
+      operation,
+    );
+    // With a KEYS_ONLY or INCLUDE projection the index has no `data`: read the profiles.
+    const missing = items.filter((i) => typeof i.data !== 'string').map((i) => ({ pk: i.pk, sk: PROFILE_SK }));
+    const fetched = missing.length > 0 ? await batchGet(this.client, this.tableName, missing, operation) : [];
+    const profiles = new Map(fetched.map((f) => [String(f.pk), f]));
+    const records: AgentRecord[] = [];
+    for (const item of items) {
+      const full = typeof item.data === 'string' ? item : profiles.get(String(item.pk));
+      if (full !== undefined) records.push(parseRecord(full));
+    }
+    return records;
+  }
+
+  private async read(agentId: string): Promise<Stored | undefined> {
+    const out = await send(`get agent ${agentId}`, () =>
+      this.client.send(new GetCommand({ TableName: this.tableName, Key: { pk: agentPk(agentId), sk: PROFILE_SK }, ConsistentRead: true })),
+    );
+    if (out.Item === undefined) return undefined;
+    return { record: parseRecord(out.Item), skills: Array.isArray(out.Item.skills) ? out.Item.skills.map(String) : [] };
+  }
+
+  /** Read, change, conditional write; retried from a fresh read when another update won the race. */
+  private async update(agentId: string, change: (current: AgentRecord | undefined) => AgentRecord | undefined): Promise<AgentRecord | undefined> {
+    for (let attempt = 1; ; attempt += 1) {
+      const current = await this.read(agentId);
+      const changed = change(current?.record);
+      if (changed === undefined) return undefined;
+      const next: AgentRecord = { ...changed, version: (current?.record.version ?? 0) + 1 };
+      try {
+        await this.write(current, next);
+        return next;
+      } catch (err) {
+        if (!(err instanceof VersionConflictError) || attempt >= this.maxAttempts) throw err;
+      }
+    }
+  }
+
+  private async write(previous: Stored | undefined, next: AgentRecord): Promise<void> {
+    const agentId = next.agentId;
+    const data = JSON.stringify(next);
+    const skills = [...new Set(next.resume.skills)];
+    const profile: Item = {
+      pk: agentPk(agentId),
+      sk: PROFILE_SK,
+      entity: 'agent',
+      version: next.version,
+      state: next.state,
+      skills,
+      data,
+      [TABLE.skillIndex.partitionKey]: AGENTS_PARTITION,
+      [TABLE.skillIndex.sortKey]: agentPk(agentId),
+    };
+    const bytes = itemSize(profile);
+    if (bytes > MAX_ITEM_BYTES) throw new ItemTooLargeError(`agent ${agentId}`, bytes, MAX_ITEM_BYTES);
+    const condition =
+      previous === undefined
+        ? { ConditionExpression: 'attribute_not_exists(pk)' }
+        : {
+            ConditionExpression: '#version = :expected',
+            ExpressionAttributeNames: { '#version': 'version' },
+            ExpressionAttributeValues: { ':expected': previous.record.version },
+          };
+    const deletes = (previous?.skills ?? [])
+      .filter((s) => !skills.includes(s))
+      .map((s) => ({ Delete: { TableName: this.tableName, Key: { pk: agentPk(agentId), sk: skillKey(s) } } }));
+    const puts = skills.map((s) => ({ Put: { TableName: this.tableName, Item: this.skillItem(agentId, s, next.version, data) } }));
+    // Deletes ride in the transaction first: an agent must never stay findable under a dropped skill.
+    const actions = [{ Put: { TableName: this.tableName, Item: profile, ...condition } }, ...deletes, ...puts];
+    const inTransaction = actions.slice(0, MAX_TRANSACT_ITEMS);
+    const overflow = puts.slice(Math.max(0, MAX_TRANSACT_ITEMS - 1 - deletes.length));
+    try {
+      await this.client.send(new TransactWriteCommand({ TransactItems: inTransaction }));
+    } catch (err) {
+      if (cancellationReasons(err)?.[0] === 'ConditionalCheckFailed' || isConditionalCheckFailed(err)) {
+        throw new VersionConflictError(`agent ${agentId} changed while it was being updated`, { cause: err });
+      }
+      throw toStoreError(`update agent ${agentId}`, err);
+    }
+    await Promise.all(overflow.map((p) => this.putSkillIfNewer(p.Put.Item, next.version)));
+  }
+
+  /** Skill entries beyond one transaction: written unless a newer version already wrote them. */
+  private async putSkillIfNewer(item: Item, version: number): Promise<void> {
+    try {
+      await this.client.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk) OR #version < :version',
+          ExpressionAttributeNames: { '#version': 'version' },
+          ExpressionAttributeValues: { ':version': version },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionalCheckFailed(err)) throw toStoreError(`index skill of ${String(item.pk)}`, err);
+    }
+  }
+
+  private skillItem(agentId: string, skill: string, version: number, data: string): Item {
+    return {
+      pk: agentPk(agentId),
+      sk: skillKey(skill),
+      entity: 'agent-skill',
+      version,
+      data,
+      [TABLE.skillIndex.partitionKey]: skillKey(skill),
+      [TABLE.skillIndex.sortKey]: agentPk(agentId),
+    };
+  }
+}
+
+function parseRecord(item: Item): AgentRecord {
+  if (typeof item.data !== 'string') throw new StoreError(`read ${String(item.pk)}`, 'item has no data attribute', false);
+  return JSON.parse(item.data) as AgentRecord;
+}

@@ -1,0 +1,132 @@
+/**
+ * Matching: for one plan step, rank the live agents that could run it and say why (ARCHITECTURE
+ * §4.3). The caller passes the agents with the step's skill (Registry.findBySkill, so the work is
+ * O(agents with the skill)); this module excludes the ones that may not run it and ranks the rest.
+ *
+ * Score (higher is better, at most 1): a weighted sum of terms that are each in [0, 1].
+ * - cost:    cheapest candidate's cost / this candidate's cost (measured telemetry.costUsd once
+ *            the agent has executions, else the résumé's cost.usd);
+ * - latency: fastest candidate's p95 / this candidate's p95 (telemetry.p95Ms, else cost.p95_ms);
+ * - success: measured success rate, or {@link MatchWeights.unmeasuredSuccessRate} with no executions;
+ * - load:    1 - active / capacity (capacity = the smaller of load.max and résumé maxConcurrent);
+ * - proposer: 1 for the agent that proposed the step (it planned around its own estimates).
+ * Relative terms make the score independent of currency scale; ties go to the lower agent id.
+ */
+import type { AgentRecord, MatchAudit } from './model';
+import type { RankAgents } from './plan-types';
+import { allowedRegions, neededAccreditations, neededDataClasses } from './planner';
+
+/** Weights of the score's terms, and the success rate assumed for an agent never measured. */
+export interface MatchWeights {
+  readonly cost: number;
+  readonly latency: number;
+  readonly success: number;
+  readonly load: number;
+  readonly proposer: number;
+  /** Success rate assumed before any telemetry: below a proven agent's, above a failing one's. */
+  readonly unmeasuredSuccessRate: number;
+}
+
+/** Default weights: cost first, then latency and reliability, then spreading load; sum of term weights is 1. */
+export const MATCH_WEIGHTS: MatchWeights = {
+  cost: 0.35,
+  latency: 0.25,
+  success: 0.25,
+  load: 0.1,
+  proposer: 0.05,
+  unmeasuredSuccessRate: 0.9,
+};
+
+/** Builds a matcher with the given weights (tests and tuning use this; production uses {@link rankAgents}). */
+export function createRankAgents(weights: MatchWeights): RankAgents {
+  return (step, candidates, context) => {
+    const { constraints } = context;
+    const regions = allowedRegions(constraints);
+    const classes = neededDataClasses(constraints, step.dataClasses);
+    const accreditations = neededAccreditations(constraints, classes);
+    const exclude = new Set(context.exclude);
+    const excluded: { agentId: string; reason: string }[] = [];
+    const eligible: { agent: AgentRecord; usd: number; p95: number; success: number; measured: number; active: number; capacity: number }[] = [];
+    const seen = new Set<string>();
+
+    for (const agent of candidates) {
+      if (seen.has(agent.agentId)) continue;
+      seen.add(agent.agentId);
+      const reason = exclusion(agent);
+      if (reason !== undefined) {
+        excluded.push({ agentId: agent.agentId, reason });
+        continue;
+      }
+      const t = agent.telemetry;
+      const measured = t !== undefined && t.executions > 0 ? t.executions : 0;
+      eligible.push({
+        agent,
+        usd: measured > 0 ? t!.costUsd : agent.resume.cost.usd,
+        p95: measured > 0 ? t!.p95Ms : agent.resume.cost.p95_ms,
+        success: measured > 0 ? t!.successRate : weights.unmeasuredSuccessRate,
+        measured,
+        active: agent.load?.active ?? 0,
+        capacity: capacityOf(agent),
+      });
+    }
+
+    function exclusion(agent: AgentRecord): string | undefined {
+      if (agent.state !== 'online') return `agent is ${agent.state}`;
+      if (exclude.has(agent.agentId)) return 'excluded for this step (failed or lost it before)';
+      if (!agent.resume.skills.includes(step.skill)) return `résumé lacks skill ${step.skill}`;
+      if (regions !== undefined && !regions.includes(agent.resume.region)) return `region ${agent.resume.region} not in [${regions.join(', ')}]`;
+      const handled = agent.resume.dataClasses ?? [];
+      const lacking = classes.filter((c) => !handled.includes(c));
+      if (lacking.length > 0) return `résumé lacks data class ${lacking.join(', ')}`;
+      const missing = accreditations.filter((a) => !agent.verifiedAccredit.includes(a));
+      if (missing.length > 0) return `missing verified accreditation ${missing.join(', ')}`;
+      const active = agent.load?.active ?? 0;
+      const capacity = capacityOf(agent);
+      if (active >= capacity) return `at capacity (${active}/${capacity} active)`;
+      return undefined;
+    }
+
+    let minUsd = Infinity;
+    let minP95 = Infinity;
+    for (const e of eligible) {
+      minUsd = Math.min(minUsd, e.usd);
+      minP95 = Math.min(minP95, e.p95);
+    }
+    const ranked = eligible.map((e) => {
+      const costTerm = ratio(minUsd, e.usd);
+      const latencyTerm = ratio(minP95, e.p95);
+      const loadTerm = e.capacity === Infinity ? 1 : 1 - e.active / e.capacity;
+      const proposerTerm = e.agent.agentId === step.proposedBy ? 1 : 0;
+      const score =
+        weights.cost * costTerm + weights.latency * latencyTerm + weights.success * e.success + weights.load * loadTerm + weights.proposer * proposerTerm;
+      const why = [
+        `cost $${e.usd} (${e.measured > 0 ? 'measured' : 'résumé'}) ${f(costTerm)}×${weights.cost}`,
+        `p95 ${e.p95} ms ${f(latencyTerm)}×${weights.latency}`,
+        `success ${f(e.success)}${e.measured > 0 ? ` over ${e.measured} runs` : ' (assumed)'} ×${weights.success}`,
+        `load ${e.active}/${e.capacity === Infinity ? '∞' : e.capacity} ${f(loadTerm)}×${weights.load}`,
+        ...(proposerTerm === 1 ? [`proposer +${weights.proposer}`] : []),
+      ].join(', ');
+      return { agentId: e.agent.agentId, score, why: `${why} = ${f(score)}` };
+    });
+    ranked.sort((a, b) => (a.score !== b.score ? b.score - a.score : a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
+    const audit: MatchAudit = { stepId: step.id, ranked, excluded };
+    return ranked.length > 0 ? { ...audit, chosen: ranked[0]!.agentId } : audit;
+  };
+}
+
+/** The matcher with {@link MATCH_WEIGHTS}. */
+export const rankAgents: RankAgents = createRankAgents(MATCH_WEIGHTS);
+
+/** How many steps the agent may run at once: the smaller of its reported load.max and résumé maxConcurrent. */
+function capacityOf(agent: AgentRecord): number {
+  return Math.min(agent.load?.max ?? Infinity, agent.resume.maxConcurrent ?? Infinity);
+}
+
+/** best / value in [0, 1]; a zero value is as good as it gets. */
+function ratio(best: number, value: number): number {
+  return value <= 0 ? 1 : best / value;
+}
+
+function f(x: number): string {
+  return x.toFixed(3);
+}

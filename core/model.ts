@@ -50,6 +50,21 @@ export interface StepRecord extends ProposedStep {
   excluded: string[];
   usage?: Usage;
   audit?: MatchAudit;
+  /**
+   * Epochs of this step that were superseded (lost, failed, taken away), oldest first. Lets the
+   * orchestrator tell a redelivered error output from a late one and send a stale sender its notice.
+   */
+  superseded?: SupersededEpoch[];
+}
+
+/** One superseded assignment of a step. */
+export interface SupersededEpoch {
+  readonly epoch: number;
+  readonly token: string;
+  /** The assignee of that epoch (unset for pool steps). */
+  readonly agentId?: string;
+  /** What ended the epoch. */
+  readonly cause: 'error-output' | 'lease-expired' | 'agent-gone';
 }
 
 /** One task: request, plan, step states, artifacts and what is still to be published. */
@@ -85,6 +100,8 @@ export interface TaskRecord {
   finishedAt?: number;
   /** DynamoDB TTL (epoch seconds): when the item may be deleted. */
   expiresAt?: number;
+  /** Epoch ms when the task's retained topics (status, result, outputs) were cleared after retention. */
+  retainedClearedAt?: number;
 }
 
 /** A stored proposal. */

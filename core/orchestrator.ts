@@ -1,0 +1,516 @@
+/**
+ * The orchestrator's application service: one method per inbound message kind (ARCHITECTURE §4),
+ * called by the Lambda handlers in the cloud and by the local rules engine on a laptop.
+ *
+ * Every mutation is load → pure transition (task-machine.ts) → conditional save, retried on a
+ * version conflict by reloading and re-applying. Messages a transition produces sit in the task's
+ * outbox, are saved with it, published after the save, then removed with a second save; a failure
+ * in between leaves them for the sweeper or the next transition (transactional outbox). Timers
+ * follow from the state change and are scheduled after the save; the sweeper covers lost ones.
+ *
+ * Every handler is idempotent: the same message handled twice changes nothing the second time.
+ * Bad input is refused with a specific error code, published (a `rejected` task status for a bad
+ * request, a RejectNotice on `agents/{id}/errors` otherwise) and returned; only infrastructure
+ * failures (storage, broker) are thrown, so the caller's retry policy applies to them.
+ */
+import {
+  ConfigError, DuplicateTaskError, InvalidStateError, NotAuthorizedError, PorchlightError, TopicParseError, UnknownTaskError, UnsatisfiableError,
+  VersionConflictError, type ErrorCode,
+} from './errors';
+import { validateProposal } from './dag';
+import { rankAgents } from './matching';
+import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from './model';
+import { canonicalJson, flush } from './outbox';
+import { planTask } from './planner';
+import type { PlanOutcome } from './plan-types';
+import type { Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from './ports';
+import type { InboundMessage } from './rule-event';
+import { CancelRequest, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
+import {
+  acceptOutput, allEligibleAnswered, cancelTask, checkRequest, clearRetained, createTask, dueEvents, eligibleAgentsFor, expireDeadline,
+  expireLease, markPublished, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, timerDueAt, timersBetween,
+  type Decision, type DispatchContext, type MachineContext,
+} from './task-machine';
+import { isValidId, parseTopic, type ParsedTopic } from './topics';
+
+/** The orchestrator's settings (functions read them from LEASE_MS, MAX_ATTEMPTS, … with these defaults). */
+export interface OrchestratorConfig {
+  /** How long a task collects proposals when its request does not say, ms. */
+  defaultProposalWindowMs: number;
+  /** Assignment lease: the assignee must answer within it or the step is re-assigned, ms. */
+  leaseMs: number;
+  /** Assignments per step before the task fails. */
+  maxAttempts: number;
+  /** How long a finished task keeps its retained topics and its stored items, ms. */
+  retentionMs: number;
+  /** Deadline of a request that names none, ms after it arrives. */
+  defaultDeadlineMs: number;
+}
+
+/** Defaults: 2 s window, 60 s lease, 3 attempts, 24 h retention, 15 min deadline. */
+export const DEFAULT_ORCHESTRATOR_CONFIG: OrchestratorConfig = Object.freeze({
+  defaultProposalWindowMs: 2_000,
+  leaseMs: 60_000,
+  maxAttempts: 3,
+  retentionMs: 24 * 60 * 60 * 1000,
+  defaultDeadlineMs: 15 * 60 * 1000,
+});
+
+/** Log severity. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Structured logging hook (Powertools Logger in Lambda, console locally). */
+export type LogFn = (level: LogLevel, msg: string, data?: Record<string, unknown>) => void;
+
+/** What the orchestrator is wired with. */
+export interface OrchestratorDeps {
+  tasks: TaskStore;
+  registry: Registry;
+  publisher: Publisher;
+  timer: Timer;
+  clock: Clock;
+  ids: IdGenerator;
+  config: OrchestratorConfig;
+  log?: LogFn;
+  /**
+   * Lower-case hex SHA-256 of a UTF-8 string, used to check cancel secrets against the request's
+   * `cancelHash` (adapters pass node:crypto's; core stays free of I/O modules). Without it every
+   * cancel is refused with a `config` error.
+   */
+  sha256?: (text: string) => string;
+}
+
+/** Result of handling one inbound message. Rejections are also published by the orchestrator itself. */
+export type HandleOutcome =
+  | { status: 'accepted' | 'duplicate' | 'ignored'; detail?: string }
+  | { status: 'rejected'; code: ErrorCode; message: string };
+
+/** Saves attempted per mutation before a version conflict is left to the caller's retry. */
+export const MAX_SAVE_ATTEMPTS = 5;
+
+/** Tasks the sweeper examines per run unless told otherwise. */
+export const DEFAULT_SWEEP_LIMIT = 100;
+
+/** The orchestrator: intake, planning, assignment, progress, cancellation and timers. */
+export class Orchestrator {
+  private readonly deps: OrchestratorDeps;
+
+  constructor(deps: OrchestratorDeps) {
+    this.deps = deps;
+  }
+
+  /** `{root}/{taskId}/request` (intake): validates and stores a new task, opens its proposal window. */
+  async onRequest(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-request');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { taskId, taskRoot } = parsed;
+    const now = this.now();
+
+    let read: { ok: true; request: TaskRequest } | { ok: false; error: PorchlightError };
+    try {
+      const request = decodePayload(TaskRequest, msg.payload, 'task request');
+      checkRequest(request, taskRoot, now);
+      read = { ok: true, request };
+    } catch (err) {
+      read = { ok: false, error: asPorchlightError(err) };
+    }
+
+    // Checked before any rejection is published: a bad request must not overwrite a live task's status.
+    const existing = await this.deps.tasks.get(taskId);
+    if (existing) return this.duplicateRequest(existing, read.ok ? read.request : undefined, msg);
+
+    if (!read.ok) {
+      await this.publishAll(rejectionMessages(taskId, taskRoot, read.error, now));
+      this.log('info', 'task request rejected', { taskId, code: read.error.code, reason: read.error.message });
+      return rejected(read.error);
+    }
+    const { request } = read;
+
+    const eligible = eligibleAgentsFor(request, await this.candidatesFor(request.skills ?? []).then((m) => [...m.values()].flat()));
+    const task = createTask({ taskId, taskRoot, request, eligibleAgents: eligible }, this.machine(now));
+    try {
+      await this.deps.tasks.create(task);
+    } catch (err) {
+      if (!(err instanceof DuplicateTaskError)) throw err;
+      const winner = await this.deps.tasks.get(taskId);
+      if (winner) return this.duplicateRequest(winner, request, msg);
+      throw err;
+    }
+    this.log('info', 'task submitted', { taskId, taskRoot, eligibleAgents: eligible });
+    await this.afterSave(undefined, task);
+    return { status: 'accepted', detail: `task ${taskId} submitted; ${eligible.length} eligible agent(s)` };
+  }
+
+  /** `{root}/{taskId}/proposal/{agentId}` (planner): stores a bid or decline; closes the window early once all eligible agents answered. */
+  async onProposal(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-proposal');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { taskId, agentId } = parsed;
+    const about = { topic: msg.topic, taskId };
+    if (msg.clientId !== undefined && msg.clientId !== agentId) {
+      const error = new NotAuthorizedError(`proposal published on ${msg.topic} for agent ${agentId} by client ${msg.clientId}; an agent may only propose as itself`);
+      return this.refuse(msg, error, msg.clientId, about);
+    }
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
+
+    let proposal: Proposal;
+    try {
+      proposal = decodePayload(Proposal, msg.payload, 'proposal');
+      if (!isDecline(proposal)) validateProposal(proposal.steps);
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId, about);
+    }
+
+    if (task.phase !== 'collecting-proposals' || isTerminal(task.state)) {
+      const stored = (await this.deps.tasks.listProposals(taskId)).find((p) => p.agentId === agentId);
+      if (stored && canonicalJson(stored.proposal) === canonicalJson(proposal)) {
+        return { status: 'duplicate', detail: `proposal of ${agentId} for task ${taskId} already stored` };
+      }
+      const error = new InvalidStateError(`the proposal window of task ${taskId} has closed; the task is ${task.state} (${task.phase})`);
+      return this.refuse(msg, error, agentId, about);
+    }
+
+    const record: ProposalRecord = { taskId, agentId, proposal, receivedAt: msg.receivedAt };
+    const stored = await this.deps.tasks.putProposal(record);
+    if (!stored) return { status: 'duplicate', detail: `proposal of ${agentId} for task ${taskId} already stored` };
+    this.log('info', 'proposal stored', { taskId, agentId, decline: isDecline(proposal) });
+
+    const answered = (await this.deps.tasks.listProposals(taskId)).map((p) => p.agentId);
+    if (allEligibleAnswered(task, answered)) {
+      const closed = await this.closeWindow(taskId);
+      return { status: 'accepted', detail: `proposal stored; every eligible agent answered, window closed early (${summary(closed)})` };
+    }
+    return { status: 'accepted', detail: `proposal stored (${isDecline(proposal) ? 'decline' : `${proposal.steps.length} step(s)`})` };
+  }
+
+  /** `{root}/{taskId}/output/{stepId}` (progress): applies a fenced step output. */
+  async onOutput(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-output');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    if (msg.payload.byteLength === 0) return { status: 'ignored', detail: `retained output ${msg.topic} cleared` };
+    const { taskId, stepId } = parsed;
+    const about = { topic: msg.topic, taskId, stepId };
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
+    const assignee = task.steps[stepId]?.agentId;
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, msg.clientId ?? assignee, about);
+
+    let output: StepOutput;
+    try {
+      output = decodePayload(StepOutput, msg.payload, 'step output');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), msg.clientId ?? assignee, about);
+    }
+
+    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, ctx, msg.clientId));
+    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
+    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, msg.clientId ?? decision.notify, about);
+    return outcomeOf(decision);
+  }
+
+  /** `{root}/{taskId}/cancel` (progress): cancels the task when the secret matches the request's cancelHash. */
+  async onCancel(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-cancel');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { taskId } = parsed;
+    const about = { topic: msg.topic, taskId };
+    let cancel: CancelRequest;
+    try {
+      cancel = decodePayload(CancelRequest, msg.payload, 'cancel request');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), msg.clientId, about);
+    }
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, msg.clientId, about);
+    if (task.request.cancelHash === undefined) {
+      return this.refuse(msg, new NotAuthorizedError(`task ${taskId} was submitted without cancelHash; it cannot be canceled`), msg.clientId, about);
+    }
+    if (!this.deps.sha256) {
+      return this.refuse(msg, new ConfigError('cancel requests cannot be verified: the orchestrator was wired without a sha256 function'), msg.clientId, about);
+    }
+    if (this.deps.sha256(cancel.secret).toLowerCase() !== task.request.cancelHash) {
+      return this.refuse(msg, new NotAuthorizedError(`cancel secret for task ${taskId} does not match the task's cancelHash`), msg.clientId, about);
+    }
+    const reason = cancel.reason !== undefined ? `canceled by the client: ${cancel.reason}` : 'canceled by the client';
+    const decision = await this.mutate(taskId, (t) => cancelTask(t, reason, this.machine(this.now())));
+    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
+    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, msg.clientId, about);
+    if (decision.kind === 'changed') this.log('info', 'task canceled', { taskId });
+    return outcomeOf(decision);
+  }
+
+  /**
+   * A timer fired (proposal window, lease, deadline, retention). Timers are at-least-once and may
+   * fire early or late: one that no longer applies is ignored, an early one is re-scheduled.
+   */
+  async onTimer(event: TimerEvent): Promise<HandleOutcome> {
+    if (!isValidId(event.taskId)) return { status: 'rejected', code: 'invalid-id', message: `timer event names an invalid task id ${JSON.stringify(event.taskId)}` };
+    const task = await this.deps.tasks.get(event.taskId);
+    if (!task) return { status: 'ignored', detail: `task ${event.taskId} no longer exists` };
+    const dueAt = timerDueAt(task, event, this.deps.config);
+    if (dueAt === undefined) return { status: 'ignored', detail: `${event.kind} timer of task ${event.taskId} no longer applies` };
+    const now = this.now();
+    if (now < dueAt) {
+      await this.deps.timer.schedule(event, dueAt);
+      return { status: 'ignored', detail: `${event.kind} timer fired ${dueAt - now} ms early; re-scheduled` };
+    }
+    switch (event.kind) {
+      case 'proposal-window':
+        return this.closeWindow(event.taskId);
+      case 'lease':
+        return outcomeOrGone(event.taskId, await this.mutateWithCandidates(event.taskId, (t, ctx) => expireLease(t, event.stepId, event.epoch, ctx)));
+      case 'deadline':
+        return outcomeOrGone(event.taskId, await this.mutate(event.taskId, (t) => expireDeadline(t, this.machine(this.now()))));
+      case 'retention':
+        return outcomeOrGone(event.taskId, await this.mutate(event.taskId, (t) => clearRetained(t, this.machine(this.now()))));
+    }
+  }
+
+  /** An agent went offline: each live step it holds is re-assigned with a new epoch. */
+  async onAgentGone(agentId: string, reason: string): Promise<void> {
+    const taskIds = await this.deps.tasks.tasksAssignedTo(agentId);
+    for (const taskId of taskIds) {
+      const decision = await this.mutateWithCandidates(taskId, (t, ctx) => reassignAgentSteps(t, agentId, reason, ctx));
+      if (decision?.kind === 'changed') this.log('info', 'steps re-assigned after agent left', { taskId, agentId, reason });
+    }
+  }
+
+  /**
+   * The safety net: publishes unflushed outboxes and fires whatever is due (windows, leases,
+   * deadlines, retention) for up to `limit` tasks, for timers that were lost or never scheduled.
+   * A task that fails is logged and skipped so the others still advance.
+   */
+  async sweep(limit = DEFAULT_SWEEP_LIMIT): Promise<{ examined: number; advanced: number }> {
+    const due = await this.deps.tasks.listDue(this.now(), limit);
+    let advanced = 0;
+    for (const task of due) {
+      try {
+        let moved = false;
+        if (task.outbox.length > 0) moved = (await this.flushStored(task)) || moved;
+        for (const event of dueEvents(task)) {
+          const at = timerDueAt(task, event, this.deps.config);
+          if (at === undefined || at > this.now()) continue;
+          const outcome = await this.onTimer(event);
+          if (outcome.status === 'accepted') moved = true;
+        }
+        if (moved) advanced += 1;
+      } catch (err) {
+        this.log('error', 'sweep failed for a task', { taskId: task.taskId, error: describe(err) });
+      }
+    }
+    return { examined: due.length, advanced };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Planning
+
+  /** Closes the proposal window: plans from the stored proposals and assigns the ready steps. */
+  private async closeWindow(taskId: string): Promise<HandleOutcome> {
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return { status: 'ignored', detail: `task ${taskId} no longer exists` };
+    if (task.phase !== 'collecting-proposals' || isTerminal(task.state)) return { status: 'ignored', detail: `task ${taskId} is already planned` };
+    const proposals = await this.deps.tasks.listProposals(taskId);
+    const bids = proposals.flatMap((p) => (isDecline(p.proposal) ? [] : [{ agentId: p.agentId, steps: p.proposal.steps }]));
+    const agents = new Map<string, AgentRecord>();
+    for (const bid of bids) {
+      const agent = await this.deps.registry.get(bid.agentId);
+      if (agent) agents.set(bid.agentId, agent);
+    }
+    const outcome = this.plan({ request: task.request, bids, agents, now: this.now() }, taskId);
+    const skills = outcome.ok ? outcome.steps.map((s) => s.skill) : [];
+    const candidates = await this.candidatesFor(skills);
+    const decision = await this.mutate(taskId, (t) => recordPlan(t, outcome, this.dispatch(candidates)));
+    this.log('info', 'proposal window closed', { taskId, bids: bids.length, proposals: proposals.length, planned: outcome.ok });
+    return outcomeOrGone(taskId, decision);
+  }
+
+  private plan(input: Parameters<typeof planTask>[0], taskId: string): PlanOutcome {
+    try {
+      return planTask(input);
+    } catch (err) {
+      // A planner that throws on some input must fail the task with a reason, not leave it collecting forever.
+      if (err instanceof UnsatisfiableError) return { ok: false, reasons: err.reasons };
+      if (err instanceof PorchlightError) return { ok: false, reasons: [err.message] };
+      this.log('error', 'planner threw', { taskId, error: describe(err) });
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Mutation, outbox, timers
+
+  /**
+   * Load → transition → conditional save, re-applied on a version conflict. Returns the decision,
+   * or undefined when the task does not exist.
+   */
+  private async mutate(taskId: string, apply: (task: TaskRecord) => Decision): Promise<Decision | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const task = await this.deps.tasks.get(taskId);
+      if (!task) return undefined;
+      const decision = apply(task);
+      if (decision.kind !== 'changed') return decision;
+      try {
+        await this.deps.tasks.save(decision.task, task.version);
+      } catch (err) {
+        if (err instanceof VersionConflictError && attempt < MAX_SAVE_ATTEMPTS) {
+          this.log('debug', 'version conflict; reloading', { taskId, attempt });
+          continue;
+        }
+        throw err;
+      }
+      await this.afterSave(task, decision.task);
+      return decision;
+    }
+  }
+
+  /** {@link mutate} for transitions that may assign steps: loads candidates for every skill the task still needs. */
+  private async mutateWithCandidates(taskId: string, apply: (task: TaskRecord, ctx: DispatchContext) => Decision): Promise<Decision | undefined> {
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return undefined;
+    const skills = task.stepOrder.flatMap((id) => {
+      const s = task.steps[id];
+      return s && s.state !== 'completed' ? [s.skill] : [];
+    });
+    const ctx = this.dispatch(await this.candidatesFor(skills));
+    return this.mutate(taskId, (t) => apply(t, ctx));
+  }
+
+  /** After a save: schedule the timers the change implies, publish the outbox, then record what was published. */
+  private async afterSave(before: TaskRecord | undefined, after: TaskRecord): Promise<void> {
+    for (const { event, dueAt } of timersBetween(before, after, this.deps.config)) {
+      try {
+        await this.deps.timer.schedule(event, dueAt);
+      } catch (err) {
+        // The sweeper finds due windows, leases and deadlines from the stored state.
+        this.log('warn', 'timer not scheduled; the sweeper will cover it', { taskId: after.taskId, event, error: describe(err) });
+      }
+    }
+    await this.flushStored(after);
+  }
+
+  /** Publishes a stored task's outbox and saves it without what was published. True when anything was published. */
+  private async flushStored(task: TaskRecord): Promise<boolean> {
+    if (task.outbox.length === 0) return false;
+    const result = await flush(this.deps.publisher, task.outbox);
+    if (result.error !== undefined) {
+      this.log('warn', 'publish failed; the outbox keeps the rest', { taskId: task.taskId, remaining: result.remaining.length, error: describe(result.error) });
+    }
+    if (result.published.length === 0) return false;
+    try {
+      await this.deps.tasks.save(markPublished(task, result.remaining, this.machine(this.now())), task.version);
+    } catch (err) {
+      // Another transition saved first and carries these messages on; they will be published again, which receivers tolerate.
+      if (!(err instanceof VersionConflictError)) throw err;
+      this.log('debug', 'outbox bookkeeping lost a race', { taskId: task.taskId });
+    }
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Helpers
+
+  private async duplicateRequest(existing: TaskRecord, request: TaskRequest | undefined, msg: InboundMessage): Promise<HandleOutcome> {
+    if (request && canonicalJson(existing.request) === canonicalJson(request)) {
+      // A redelivery after a crash between save and publish: finish the publishing the first delivery started.
+      if (existing.outbox.length > 0) await this.flushStored(existing);
+      return { status: 'duplicate', detail: `task ${existing.taskId} already submitted with this request` };
+    }
+    return this.refuse(msg, new DuplicateTaskError(existing.taskId), msg.clientId, { topic: msg.topic, taskId: existing.taskId });
+  }
+
+  private parse<K extends ParsedTopic['kind']>(msg: InboundMessage, kind: K): Extract<ParsedTopic, { kind: K }> | PorchlightError {
+    try {
+      const parsed = parseTopic(msg.topic);
+      if (parsed.kind !== kind) return new TopicParseError(`topic "${msg.topic}" is a ${parsed.kind} topic; this handler takes ${kind} topics`);
+      return parsed as Extract<ParsedTopic, { kind: K }>;
+    } catch (err) {
+      return asPorchlightError(err);
+    }
+  }
+
+  /**
+   * Refuses a message: logs it, tells `notify` (when it is a valid agent id) with a RejectNotice,
+   * and returns the rejection. A notice that cannot be published is logged, not thrown: the
+   * refusal itself has no state to retry.
+   */
+  private async refuse(msg: InboundMessage, error: PorchlightError, notify?: string, about?: { topic: string; taskId?: string; stepId?: string }): Promise<HandleOutcome> {
+    this.log('info', 'message refused', { topic: msg.topic, clientId: msg.clientId, code: error.code, reason: error.message });
+    if (notify !== undefined && isValidId(notify)) {
+      try {
+        await this.deps.publisher.publish(rejectNotice(notify, error, about ?? { topic: msg.topic }, this.now()));
+      } catch (err) {
+        this.log('warn', 'reject notice not published', { agentId: notify, error: describe(err) });
+      }
+    }
+    return rejected(error);
+  }
+
+  private async publishAll(messages: readonly OutboundMessage[]): Promise<void> {
+    const result = await flush(this.deps.publisher, messages);
+    if (result.error !== undefined) throw result.error;
+  }
+
+  /** Registry candidates for each distinct skill. */
+  private async candidatesFor(skills: readonly string[]): Promise<Map<string, AgentRecord[]>> {
+    const out = new Map<string, AgentRecord[]>();
+    for (const skill of new Set(skills)) out.set(skill, await this.deps.registry.findBySkill(skill));
+    return out;
+  }
+
+  private machine(now: number): MachineContext {
+    return { now, config: this.deps.config };
+  }
+
+  private dispatch(candidates: ReadonlyMap<string, readonly AgentRecord[]>): DispatchContext {
+    return { now: this.now(), config: this.deps.config, candidates, rank: rankAgents, token: () => this.deps.ids.token() };
+  }
+
+  private now(): number {
+    return this.deps.clock.now();
+  }
+
+  private log(level: LogLevel, msg: string, data?: Record<string, unknown>): void {
+    this.deps.log?.(level, msg, data);
+  }
+}
+
+function rootMismatch(task: TaskRecord, parsed: { taskRoot: string; taskId: string }): TopicParseError | undefined {
+  if (parsed.taskRoot === task.taskRoot) return undefined;
+  return new TopicParseError(`task ${parsed.taskId} lives under ${task.taskRoot}/, not ${parsed.taskRoot}/`);
+}
+
+function outcomeOf(decision: Decision): HandleOutcome {
+  switch (decision.kind) {
+    case 'changed': return { status: 'accepted', detail: decision.detail };
+    case 'unchanged': return { status: decision.outcome, detail: decision.detail };
+    case 'rejected': return rejected(decision.error);
+  }
+}
+
+function outcomeOrGone(taskId: string, decision: Decision | undefined): HandleOutcome {
+  return decision ? outcomeOf(decision) : { status: 'ignored', detail: `task ${taskId} no longer exists` };
+}
+
+function summary(outcome: HandleOutcome): string {
+  return outcome.status === 'rejected' ? `${outcome.code}: ${outcome.message}` : (outcome.detail ?? outcome.status);
+}
+
+function rejected(error: PorchlightError): HandleOutcome {
+  return { status: 'rejected', code: error.code, message: error.message };
+}
+
+/** Input errors become rejections; anything else is a defect or an outage and goes to the caller. */
+function asPorchlightError(err: unknown): PorchlightError {
+  if (err instanceof PorchlightError) return err;
+  throw err instanceof Error ? err : new Error(String(err));
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

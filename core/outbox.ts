@@ -1,0 +1,89 @@
+/**
+ * The transactional outbox: messages a transition produced are saved with the task, published
+ * after the save, and removed once published. A crash between the two leaves them in the record,
+ * where the sweeper or the next transition finds and publishes them; receivers tolerate the
+ * duplicates this can cause (assignments are deduplicated by task, step and epoch; a status
+ * carries a version).
+ */
+import type { OutboundMessage } from './model';
+import type { Publisher } from './ports';
+
+/**
+ * Appends `message` to `outbox`. A retained message supersedes any earlier retained message on
+ * the same topic still waiting in the outbox: only the latest retained value matters, and
+ * publishing an older one after it would leave a stale snapshot retained on the broker.
+ */
+export function enqueue(outbox: readonly OutboundMessage[], message: OutboundMessage): OutboundMessage[] {
+  const kept = message.retain ? outbox.filter((m) => !(m.retain && m.topic === message.topic)) : [...outbox];
+  kept.push(message);
+  return kept;
+}
+
+/** Appends every message in order, with the same superseding rule as {@link enqueue}. */
+export function enqueueAll(outbox: readonly OutboundMessage[], messages: readonly OutboundMessage[]): OutboundMessage[] {
+  return messages.reduce<OutboundMessage[]>((acc, m) => enqueue(acc, m), [...outbox]);
+}
+
+/** What a flush achieved. */
+export interface FlushResult {
+  /** Messages the publisher accepted, in order. */
+  readonly published: readonly OutboundMessage[];
+  /** Messages still to publish: the one that failed and everything after it. */
+  readonly remaining: readonly OutboundMessage[];
+  /** Why publishing stopped, when it did. */
+  readonly error?: unknown;
+}
+
+/**
+ * Publishes `messages` in order and stops at the first failure, so a later retained snapshot is
+ * never published ahead of an earlier one that failed.
+ */
+export async function flush(publisher: Publisher, messages: readonly OutboundMessage[]): Promise<FlushResult> {
+  const published: OutboundMessage[] = [];
+  for (const [i, message] of messages.entries()) {
+    try {
+      await publisher.publish(message);
+    } catch (error) {
+      return { published, remaining: messages.slice(i), error };
+    }
+    published.push(message);
+  }
+  return { published, remaining: [] };
+}
+
+/**
+ * Removes from `outbox` the messages that were published (matched by identity first, then by
+ * content, since the outbox may have been reloaded from storage in between).
+ */
+export function withoutPublished(outbox: readonly OutboundMessage[], published: readonly OutboundMessage[]): OutboundMessage[] {
+  const pending = published.map((m) => canonicalJson(m));
+  const result: OutboundMessage[] = [];
+  for (const message of outbox) {
+    const i = pending.indexOf(canonicalJson(message));
+    if (i >= 0) pending.splice(i, 1);
+    else result.push(message);
+  }
+  return result;
+}
+
+/**
+ * A stable JSON serialisation (object keys sorted, `undefined` members dropped) used to recognise
+ * a redelivered message: storage such as DynamoDB does not keep key order, so plain
+ * `JSON.stringify` would call two equal values different.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value)) ?? 'undefined';
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : sortKeys(v)));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,675 @@
+/**
+ * The task state machine: pure transitions over a TaskRecord (ARCHITECTURE §4–5).
+ *
+ * Every transition takes a record and returns a {@link Decision}: a changed copy (the input is
+ * never mutated), or why nothing changed, or why the input was refused. A changed copy has its
+ * version raised by one, its `updatedAt` set, and the messages to publish appended to its outbox
+ * (a retained status snapshot last), so the orchestrator can save it with a conditional write and
+ * publish afterwards. Terminal states absorb everything.
+ *
+ * No ports and no async here: the orchestrator loads what a transition needs (candidates, plan)
+ * beforehand and passes it in, with the clock's `now` and a token source.
+ */
+import { DATA_CLASSES, isSensitiveDataClass, requiredAccreditations, taskRootFor } from './data-classes';
+import { FencingError, InvalidStateError, NotAuthorizedError, ValidationError, type ErrorCode, type PorchlightError } from './errors';
+import { isTerminal, type AgentRecord, type OutboundMessage, type StepRecord, type SupersededEpoch, type TaskRecord, type TimerEvent } from './model';
+import { enqueue } from './outbox';
+import type { OrchestratorConfig } from './orchestrator';
+import type { PlanOutcome, PlannedStep, RankAgents } from './plan-types';
+import {
+  SCHEMA_VERSION, type Artifacts, type Assignment, type RejectNotice, type StatusStep, type StepOutput, type TaskRequest,
+  type TaskResult, type TaskStatus, type Usage,
+} from './schemas';
+import { topics } from './topics';
+
+/** What every transition needs: the time and the orchestrator's settings. */
+export interface MachineContext {
+  /** Epoch ms, from the Clock port. */
+  readonly now: number;
+  readonly config: OrchestratorConfig;
+}
+
+/** What a transition that may assign steps needs besides time and settings. */
+export interface DispatchContext extends MachineContext {
+  /** Registry view of the agents advertising each skill the task still needs, by skill. */
+  readonly candidates: ReadonlyMap<string, readonly AgentRecord[]>;
+  /** The matcher. */
+  readonly rank: RankAgents;
+  /** A fresh unguessable fencing token for each new assignment. */
+  readonly token: () => string;
+}
+
+/** The result of a transition. */
+export type Decision =
+  | { readonly kind: 'changed'; readonly task: TaskRecord; readonly detail: string }
+  | { readonly kind: 'unchanged'; readonly outcome: 'duplicate' | 'ignored'; readonly detail: string }
+  | {
+      readonly kind: 'rejected';
+      readonly error: PorchlightError;
+      /** The agent that should be told (a RejectNotice on its errors topic), when it is known. */
+      readonly notify?: string;
+    };
+
+/** A timer to schedule after a transition was saved. */
+export interface ScheduledTimer {
+  readonly event: TimerEvent;
+  readonly dueAt: number;
+}
+
+/** Error codes recorded in a task's `errors` besides the wire {@link ErrorCode}s. */
+export type TaskErrorCode = ErrorCode | 'deadline-passed' | 'lease-expired' | 'agent-gone' | 'step-failed' | 'no-agent' | 'canceled' | 'missing-artifact';
+
+// ---------------------------------------------------------------------------------------------
+// Intake
+
+/**
+ * Checks what the schema cannot: that the task's data classes map to one topic tree and that it is
+ * the tree the request was published under, and that the deadline is still ahead. Returns the
+ * task root; throws ValidationError('invalid-payload') saying what is wrong.
+ */
+export function checkRequest(request: TaskRequest, topicRoot: string, now: number): string {
+  const dataClasses = request.constraints.dataClasses ?? [];
+  let taskRoot: string;
+  try {
+    taskRoot = taskRootFor(dataClasses);
+  } catch (err) {
+    throw new ValidationError('invalid-payload', `task request is invalid: constraints.dataClasses: ${(err as Error).message}`, [], { cause: err });
+  }
+  if (taskRoot !== topicRoot) {
+    const sensitive = dataClasses.filter(isSensitiveDataClass);
+    const why = sensitive.length > 0
+      ? `data class ${sensitive.map((c) => `'${c}'`).join(', ')} must be published under ${DATA_CLASSES[sensitive[0]!].root}/`
+      : `a task without a sensitive data class must be published under ${taskRoot}/`;
+    throw new ValidationError('invalid-payload', `task request was published under ${topicRoot}/ but ${why}`);
+  }
+  if (request.constraints.deadline !== undefined && Date.parse(request.constraints.deadline) <= now) {
+    throw new ValidationError('invalid-payload', `task request is invalid: constraints.deadline ${request.constraints.deadline} has already passed`);
+  }
+  return taskRoot;
+}
+
+/**
+ * The agents that can be expected to answer a request: online, advertising one of the hinted
+ * skills, and holding (verified) every accreditation the task's data classes need, since the
+ * broker withholds the request from anyone else. Empty without a skills hint: then the window
+ * closes on its timer only.
+ */
+export function eligibleAgentsFor(request: TaskRequest, candidates: readonly AgentRecord[]): string[] {
+  const hinted = new Set(request.skills ?? []);
+  if (hinted.size === 0) return [];
+  const needed = requiredAccreditations(request.constraints.dataClasses ?? []);
+  const ids = candidates
+    .filter((a) => a.state === 'online')
+    .filter((a) => a.resume.skills.some((s) => hinted.has(s)))
+    .filter((a) => needed.every((n) => a.verifiedAccredit.includes(n)))
+    .map((a) => a.agentId);
+  return [...new Set(ids)].sort();
+}
+
+/** Builds a new task (state submitted, collecting proposals) with its first status snapshot in the outbox. */
+export function createTask(
+  args: { readonly taskId: string; readonly taskRoot: string; readonly request: TaskRequest; readonly eligibleAgents: readonly string[] },
+  ctx: MachineContext,
+): TaskRecord {
+  const { now, config } = ctx;
+  const deadlineAt = args.request.constraints.deadline !== undefined ? Date.parse(args.request.constraints.deadline) : now + config.defaultDeadlineMs;
+  const task: TaskRecord = {
+    taskId: args.taskId,
+    taskRoot: args.taskRoot,
+    request: args.request,
+    state: 'submitted',
+    phase: 'collecting-proposals',
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    windowClosesAt: now + (args.request.proposalWindowMs ?? config.defaultProposalWindowMs),
+    deadlineAt,
+    eligibleAgents: [...args.eligibleAgents],
+    steps: {},
+    stepOrder: [],
+    artifacts: { ...args.request.input },
+    planNotes: [],
+    errors: [],
+    outbox: [],
+    expiresAt: Math.ceil((deadlineAt + config.retentionMs) / 1000),
+  };
+  task.outbox = enqueue(task.outbox, statusMessage(task));
+  return task;
+}
+
+/**
+ * The messages announcing a refused request: a `rejected` result, then a `rejected` status
+ * naming the error. Nothing is stored for a refused request.
+ */
+export function rejectionMessages(taskId: string, taskRoot: string, error: { readonly code: string; readonly message: string }, now: number): OutboundMessage[] {
+  const at = iso(now);
+  const result: TaskResult = {
+    v: SCHEMA_VERSION, taskId, state: 'rejected', outputs: {}, usage: { usd: 0, ms: 0, steps: 0 },
+    reason: truncate(error.message, 4000), completedAt: at,
+  };
+  const status: TaskStatus = {
+    v: SCHEMA_VERSION, taskId, state: 'rejected', phase: 'done',
+    errors: [{ code: error.code, message: error.message, at }], version: 0, updatedAt: at,
+  };
+  return [
+    { topic: topics.taskResult(taskId, taskRoot), payload: result, qos: 1, retain: true },
+    { topic: topics.taskStatus(taskId, taskRoot), payload: status, qos: 1, retain: true },
+  ];
+}
+
+/** A RejectNotice for `agentId` about a message it sent on `topic`. */
+export function rejectNotice(
+  agentId: string,
+  error: { readonly code: string; readonly message: string },
+  about: { readonly topic: string; readonly taskId?: string; readonly stepId?: string },
+  now: number,
+): OutboundMessage {
+  const notice: RejectNotice = {
+    v: SCHEMA_VERSION,
+    code: error.code,
+    message: truncate(error.message, 2000),
+    topic: truncate(about.topic, 256),
+    ...(about.taskId !== undefined ? { taskId: about.taskId } : {}),
+    ...(about.stepId !== undefined ? { stepId: about.stepId } : {}),
+    at: iso(now),
+  };
+  return { topic: topics.agentErrors(agentId), payload: notice, qos: 1, retain: false };
+}
+
+/** True once every eligible agent has answered (bid or decline); never true without eligible agents. */
+export function allEligibleAnswered(task: TaskRecord, answered: readonly string[]): boolean {
+  const set = new Set(answered);
+  return task.eligibleAgents.length > 0 && task.eligibleAgents.every((a) => set.has(a));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning and dispatch
+
+/**
+ * Closes the proposal window with the planner's outcome: a failed plan fails the task with the
+ * planner's reasons; a plan becomes the task's steps and the ready ones are assigned.
+ */
+export function recordPlan(task: TaskRecord, outcome: PlanOutcome, ctx: DispatchContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  if (task.phase !== 'collecting-proposals') return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is already planned` };
+  const t = draft(task);
+  if (!outcome.ok) {
+    finishFailed(t, 'unsatisfiable', `no plan satisfies the request: ${outcome.reasons.join('; ')}`, ctx);
+    return commit(t, task, ctx, 'no plan: task failed');
+  }
+  t.steps = {};
+  t.stepOrder = [];
+  for (const planned of outcome.steps) {
+    t.steps[planned.id] = stepRecordOf(planned);
+    t.stepOrder.push(planned.id);
+  }
+  t.estUsd = outcome.estUsd;
+  t.estMs = outcome.estMs;
+  t.planNotes = [...outcome.notes];
+  t.state = 'working';
+  t.phase = 'executing';
+  advance(t, ctx);
+  return commit(t, task, ctx, `planned ${outcome.steps.length} step(s)`);
+}
+
+/** Ids of pending steps whose every consumed artifact exists, in plan order. */
+export function readySteps(task: TaskRecord): string[] {
+  return task.stepOrder.filter((id) => {
+    const step = task.steps[id];
+    return step !== undefined && step.state === 'pending' && step.consumes.every((a) => Object.prototype.hasOwnProperty.call(task.artifacts, a));
+  });
+}
+
+/** True when every wanted artifact exists. */
+export function hasWanted(task: TaskRecord): boolean {
+  return task.request.want.every((a) => Object.prototype.hasOwnProperty.call(task.artifacts, a));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/**
+ * Applies a step output. Accepted only when its epoch and token are the live assignment's
+ * (fencing); the same output delivered again is a duplicate. A successful output stores the
+ * artifacts the step declared (a missing one makes it an error output), completes the step and
+ * dispatches what became ready, or finishes the task once every wanted artifact exists. An error
+ * output re-assigns the step or, at the attempt limit or when not retryable, fails the task.
+ * `sender` is the publisher's client id where the broker tells it (IoT Core's `clientid()`); it
+ * must then be the assignee (pool steps have none to compare with).
+ */
+export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutput, ctx: DispatchContext, sender?: string): Decision {
+  const step = task.steps[stepId];
+  const about = `output for step ${stepId} of task ${task.taskId}`;
+  if (output.taskId !== task.taskId || output.stepId !== stepId) {
+    return {
+      kind: 'rejected',
+      error: new ValidationError('invalid-payload', `${about} names task ${output.taskId} step ${output.stepId} in its payload`),
+      ...(step ? notifyFor(step, output.epoch) : {}),
+    };
+  }
+  if (!step) return { kind: 'rejected', error: new InvalidStateError(`task ${task.taskId} has no step ${stepId}`) };
+  if (step.epoch === output.epoch && step.token === output.token && step.state === 'completed') {
+    return { kind: 'unchanged', outcome: 'duplicate', detail: `step ${stepId} epoch ${output.epoch} already completed` };
+  }
+  const gone = step.superseded?.find((s) => s.epoch === output.epoch && s.token === output.token);
+  if (gone?.cause === 'error-output') {
+    return { kind: 'unchanged', outcome: 'duplicate', detail: `error output of step ${stepId} epoch ${output.epoch} already handled` };
+  }
+  if (isTerminal(task.state)) {
+    return { kind: 'rejected', error: new InvalidStateError(`task ${task.taskId} is ${task.state}; ${about} is not needed`), ...notifyFor(step, output.epoch) };
+  }
+  if (output.epoch !== step.epoch) {
+    const why = output.epoch < step.epoch ? 'was superseded' : 'was never assigned';
+    return {
+      kind: 'rejected',
+      error: new FencingError('stale-epoch', `${about} carries epoch ${output.epoch}, which ${why}; the live epoch is ${step.epoch}`),
+      ...notifyFor(step, output.epoch),
+    };
+  }
+  if (step.token !== output.token) {
+    return { kind: 'rejected', error: new FencingError('bad-token', `${about} carries the wrong fencing token for epoch ${output.epoch}`), ...notifyFor(step, output.epoch) };
+  }
+  if (step.state !== 'assigned') {
+    return { kind: 'rejected', error: new InvalidStateError(`step ${stepId} of task ${task.taskId} is ${step.state}`), ...notifyFor(step, output.epoch) };
+  }
+  if (sender !== undefined && step.agentId !== undefined && sender !== step.agentId) {
+    return {
+      kind: 'rejected',
+      error: new NotAuthorizedError(`${about} was published by client ${sender}, but the step is assigned to ${step.agentId}`),
+      notify: sender,
+    };
+  }
+
+  const t = draft(task);
+  const s = t.steps[stepId]!;
+  s.usage = addUsage(s.usage, output.usage);
+  if (!output.ok) {
+    failStepIn(t, s, 'error-output', { code: output.error.code, message: output.error.message }, output.error.retryable, ctx);
+    return commit(t, task, ctx, `step ${stepId} reported an error`);
+  }
+  const missing = s.produces.filter((a) => !Object.prototype.hasOwnProperty.call(output.output, a));
+  if (missing.length > 0) {
+    failStepIn(t, s, 'error-output', { code: 'missing-artifact', message: `output of step ${stepId} lacks declared artifact(s) ${missing.join(', ')}` }, true, ctx);
+    return commit(t, task, ctx, `step ${stepId} output incomplete`);
+  }
+  for (const name of s.produces) t.artifacts[name] = output.output[name]!;
+  s.state = 'completed';
+  delete s.leaseExpiresAt;
+  advance(t, ctx);
+  return commit(t, task, ctx, `step ${stepId} completed`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures, timers, cancellation
+
+/**
+ * A lease ran out: if `epoch` is still the step's live, unanswered assignment, the assignee is
+ * excluded and the step re-assigned (or the task fails at the attempt limit).
+ */
+export function expireLease(task: TaskRecord, stepId: string, epoch: number, ctx: DispatchContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  const step = task.steps[stepId];
+  if (!step || step.epoch !== epoch || step.state !== 'assigned') {
+    return { kind: 'unchanged', outcome: 'ignored', detail: `lease of step ${stepId} epoch ${epoch} is no longer live` };
+  }
+  if (step.leaseExpiresAt !== undefined && ctx.now < step.leaseExpiresAt) {
+    return { kind: 'unchanged', outcome: 'ignored', detail: `lease of step ${stepId} epoch ${epoch} has not run out` };
+  }
+  const t = draft(task);
+  const who = step.agentId !== undefined ? `agent ${step.agentId}` : `pool ${step.pool ?? '?'}`;
+  failStepIn(t, t.steps[stepId]!, 'lease-expired', { code: 'lease-expired', message: `${who} did not answer step ${stepId} within ${ctx.config.leaseMs} ms` }, true, ctx);
+  return commit(t, task, ctx, `lease of step ${stepId} epoch ${epoch} expired`);
+}
+
+/** An agent went offline: every step it holds is re-assigned with a new epoch. */
+export function reassignAgentSteps(task: TaskRecord, agentId: string, reason: string, ctx: DispatchContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  const held = task.stepOrder.filter((id) => task.steps[id]?.state === 'assigned' && task.steps[id]?.agentId === agentId);
+  if (held.length === 0) return { kind: 'unchanged', outcome: 'ignored', detail: `agent ${agentId} holds no step of task ${task.taskId}` };
+  const t = draft(task);
+  for (const id of held) {
+    if (isTerminal(t.state)) break;
+    const s = t.steps[id]!;
+    if (s.state !== 'assigned') continue;
+    failStepIn(t, s, 'agent-gone', { code: 'agent-gone', message: `agent ${agentId} went away while holding step ${id}: ${reason}` }, true, ctx);
+  }
+  return commit(t, task, ctx, `re-assigned ${held.length} step(s) of agent ${agentId}`);
+}
+
+/** The deadline passed: a live task fails with "deadline passed" and its active steps are canceled. */
+export function expireDeadline(task: TaskRecord, ctx: MachineContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  if (task.deadlineAt === undefined || ctx.now < task.deadlineAt) {
+    return { kind: 'unchanged', outcome: 'ignored', detail: `deadline of task ${task.taskId} has not passed` };
+  }
+  const t = draft(task);
+  finishFailed(t, 'deadline-passed', `deadline passed at ${iso(task.deadlineAt)} before the task completed`, ctx);
+  return commit(t, task, ctx, 'deadline passed');
+}
+
+/** Fails a live task for `message`, canceling its active steps. */
+export function failTask(task: TaskRecord, code: TaskErrorCode, message: string, ctx: MachineContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  const t = draft(task);
+  finishFailed(t, code, message, ctx);
+  return commit(t, task, ctx, message);
+}
+
+/**
+ * Cancels a live task: every pending or assigned step is canceled, and the retained status turns
+ * `canceled`, which is how assignees learn it (they watch the status of each task they execute).
+ */
+export function cancelTask(task: TaskRecord, reason: string, ctx: MachineContext): Decision {
+  if (task.state === 'canceled') return { kind: 'unchanged', outcome: 'duplicate', detail: `task ${task.taskId} is already canceled` };
+  if (isTerminal(task.state)) return { kind: 'rejected', error: new InvalidStateError(`task ${task.taskId} is already ${task.state}; it cannot be canceled`) };
+  const t = draft(task);
+  t.errors.push({ code: 'canceled', message: reason, at: iso(ctx.now) });
+  t.state = 'canceled';
+  finish(t, ctx);
+  return commit(t, task, ctx, 'canceled');
+}
+
+/**
+ * After retention, clears the task's retained topics (result, status, each output) by publishing
+ * empty retained payloads. Clearing twice is a duplicate.
+ */
+export function clearRetained(task: TaskRecord, ctx: MachineContext): Decision {
+  if (!isTerminal(task.state)) return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is still ${task.state}` };
+  if (task.retainedClearedAt !== undefined) return { kind: 'unchanged', outcome: 'duplicate', detail: `retained topics of task ${task.taskId} already cleared` };
+  const dueAt = retentionDueAt(task, ctx.config);
+  if (ctx.now < dueAt) return { kind: 'unchanged', outcome: 'ignored', detail: `retention of task ${task.taskId} runs until ${iso(dueAt)}` };
+  const t = draft(task);
+  const clear = (topic: string): void => {
+    t.outbox = enqueue(t.outbox, { topic, payload: null, qos: 1, retain: true });
+  };
+  for (const id of t.stepOrder) if ((t.steps[id]?.epoch ?? 0) > 0) clear(topics.taskOutput(t.taskId, id, t.taskRoot));
+  clear(topics.taskResult(t.taskId, t.taskRoot));
+  clear(topics.taskStatus(t.taskId, t.taskRoot));
+  t.retainedClearedAt = ctx.now;
+  return commit(t, task, ctx, 'retained topics cleared', { snapshot: false });
+}
+
+/** Removes published messages from the outbox (a bookkeeping save: no status snapshot). */
+export function markPublished(task: TaskRecord, remaining: readonly OutboundMessage[], ctx: MachineContext): TaskRecord {
+  const t = draft(task);
+  t.outbox = [...remaining];
+  t.version = task.version + 1;
+  t.updatedAt = ctx.now;
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views and timers
+
+/** The task's retained status snapshot (its version is the record version). */
+export function statusSnapshot(task: TaskRecord): TaskStatus {
+  const steps: StatusStep[] = task.stepOrder.flatMap((id) => {
+    const s = task.steps[id];
+    if (!s) return [];
+    return [{
+      id: s.id, skill: s.skill, consumes: [...s.consumes], produces: [...s.produces], state: s.state,
+      ...(s.agentId !== undefined ? { agentId: s.agentId } : {}),
+      ...(s.pool !== undefined ? { pool: s.pool } : {}),
+      epoch: s.epoch, attempts: s.attempts, estUsd: s.estUsd, estMs: s.estMs, proposedBy: s.proposedBy,
+    }];
+  });
+  return {
+    v: SCHEMA_VERSION,
+    taskId: task.taskId,
+    state: task.state,
+    phase: task.phase,
+    ...(steps.length > 0 ? { plan: { steps, estUsd: task.estUsd ?? 0, estMs: task.estMs ?? 0 } } : {}),
+    errors: task.errors.map((e) => ({ ...e })),
+    version: task.version,
+    updatedAt: iso(task.updatedAt),
+  };
+}
+
+/**
+ * The result of a finished task: wanted artifacts (completed tasks only), usage summed over every
+ * attempt, and why it ended. Throws InvalidStateError for a task that has not finished.
+ */
+export function resultOf(task: TaskRecord): TaskResult {
+  const state = task.state;
+  if (state === 'submitted' || state === 'working') throw new InvalidStateError(`task ${task.taskId} is still ${state}; it has no result yet`);
+  const outputs: Artifacts = {};
+  if (task.state === 'completed') for (const name of task.request.want) outputs[name] = task.artifacts[name] ?? null;
+  const steps = Object.values(task.steps);
+  const usage = {
+    usd: round(steps.reduce((sum, s) => sum + (s.usage?.usd ?? 0), 0)),
+    ms: steps.reduce((sum, s) => sum + (s.usage?.ms ?? 0), 0),
+    steps: steps.filter((s) => s.state === 'completed').length,
+  };
+  const last = task.errors[task.errors.length - 1];
+  return {
+    v: SCHEMA_VERSION,
+    taskId: task.taskId,
+    state,
+    outputs,
+    usage,
+    ...(state !== 'completed' && last ? { reason: truncate(last.message, 4000) } : {}),
+    completedAt: iso(task.finishedAt ?? task.updatedAt),
+  };
+}
+
+/** Timers a saved transition from `before` (undefined for a new task) to `after` needs. */
+export function timersBetween(before: TaskRecord | undefined, after: TaskRecord, config: OrchestratorConfig): ScheduledTimer[] {
+  const out: ScheduledTimer[] = [];
+  const taskId = after.taskId;
+  if (!before) {
+    out.push({ event: { kind: 'proposal-window', taskId }, dueAt: after.windowClosesAt });
+    if (after.deadlineAt !== undefined) out.push({ event: { kind: 'deadline', taskId }, dueAt: after.deadlineAt });
+  }
+  for (const id of after.stepOrder) {
+    const s = after.steps[id];
+    if (!s || s.state !== 'assigned' || s.leaseExpiresAt === undefined) continue;
+    if (s.epoch > (before?.steps[id]?.epoch ?? 0)) out.push({ event: { kind: 'lease', taskId, stepId: id, epoch: s.epoch }, dueAt: s.leaseExpiresAt });
+  }
+  if ((before === undefined || !isTerminal(before.state)) && isTerminal(after.state)) {
+    out.push({ event: { kind: 'retention', taskId }, dueAt: retentionDueAt(after, config) });
+  }
+  return out;
+}
+
+/** When `event` is due for `task`, or undefined when it no longer applies. */
+export function timerDueAt(task: TaskRecord, event: TimerEvent, config: OrchestratorConfig): number | undefined {
+  switch (event.kind) {
+    case 'proposal-window': return task.phase === 'collecting-proposals' && !isTerminal(task.state) ? task.windowClosesAt : undefined;
+    case 'deadline': return isTerminal(task.state) ? undefined : task.deadlineAt;
+    case 'lease': {
+      const s = task.steps[event.stepId];
+      return s && s.epoch === event.epoch && s.state === 'assigned' && !isTerminal(task.state) ? s.leaseExpiresAt : undefined;
+    }
+    case 'retention': return isTerminal(task.state) && task.retainedClearedAt === undefined ? retentionDueAt(task, config) : undefined;
+  }
+}
+
+/**
+ * The earliest time something is due for `task` (an unflushed outbox is due at once), or
+ * undefined when nothing ever will be. Storage adapters index this for the sweeper.
+ */
+export function nextDueAt(task: TaskRecord, config: OrchestratorConfig): number | undefined {
+  const times: number[] = [];
+  if (task.outbox.length > 0) times.push(task.updatedAt);
+  for (const e of dueEvents(task)) {
+    const at = timerDueAt(task, e, config);
+    if (at !== undefined) times.push(at);
+  }
+  return times.length > 0 ? Math.min(...times) : undefined;
+}
+
+/** The timer events that apply to `task` in its current state. */
+export function dueEvents(task: TaskRecord): TimerEvent[] {
+  const taskId = task.taskId;
+  if (isTerminal(task.state)) return task.retainedClearedAt === undefined ? [{ kind: 'retention', taskId }] : [];
+  const events: TimerEvent[] = [];
+  if (task.phase === 'collecting-proposals') events.push({ kind: 'proposal-window', taskId });
+  for (const id of task.stepOrder) {
+    const s = task.steps[id];
+    if (s?.state === 'assigned') events.push({ kind: 'lease', taskId, stepId: id, epoch: s.epoch });
+  }
+  if (task.deadlineAt !== undefined) events.push({ kind: 'deadline', taskId });
+  return events;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internals: these mutate a draft copy made by a public transition.
+
+function draft(task: TaskRecord): TaskRecord {
+  return structuredClone(task);
+}
+
+function terminal(task: TaskRecord): Decision {
+  return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is already ${task.state}` };
+}
+
+/** Raises the version, stamps the time and appends the status snapshot (last, after any result). */
+function commit(t: TaskRecord, before: TaskRecord, ctx: MachineContext, detail: string, opts: { snapshot: boolean } = { snapshot: true }): Decision {
+  t.version = before.version + 1;
+  t.updatedAt = ctx.now;
+  if (opts.snapshot) t.outbox = enqueue(t.outbox, statusMessage(t));
+  return { kind: 'changed', task: t, detail };
+}
+
+function statusMessage(task: TaskRecord): OutboundMessage {
+  return { topic: topics.taskStatus(task.taskId, task.taskRoot), payload: statusSnapshot(task), qos: 1, retain: true };
+}
+
+function stepRecordOf(p: PlannedStep): StepRecord {
+  return {
+    id: p.id, skill: p.skill, consumes: [...p.consumes], produces: [...p.produces], estUsd: p.estUsd, estMs: p.estMs,
+    ...(p.pool !== undefined ? { pool: p.pool } : {}),
+    ...(p.dataClasses !== undefined ? { dataClasses: [...p.dataClasses] } : {}),
+    proposedBy: p.proposedBy, proposedStepId: p.proposedStepId,
+    state: 'pending', epoch: 0, attempts: 0, excluded: [],
+  };
+}
+
+/** Completes the task when the wanted artifacts exist, else assigns every ready step. */
+function advance(t: TaskRecord, ctx: DispatchContext): void {
+  if (hasWanted(t)) {
+    t.state = 'completed';
+    finish(t, ctx);
+    return;
+  }
+  for (const id of readySteps(t)) {
+    if (isTerminal(t.state)) return;
+    assignIn(t, t.steps[id]!, ctx);
+  }
+  if (isTerminal(t.state)) return;
+  const live = t.stepOrder.some((id) => t.steps[id]?.state === 'assigned');
+  if (!live) {
+    // Nothing is running and nothing can start: the plan cannot produce what is wanted any more.
+    const missing = t.request.want.filter((a) => !Object.prototype.hasOwnProperty.call(t.artifacts, a));
+    finishFailed(t, 'unsatisfiable', `plan is stuck: no step can run and ${missing.join(', ')} is still missing`, ctx);
+  }
+}
+
+function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
+  let agentId: string | undefined;
+  if (s.pool === undefined) {
+    const audit = ctx.rank(s, ctx.candidates.get(s.skill) ?? [], { constraints: t.request.constraints, exclude: [...s.excluded], now: ctx.now });
+    s.audit = audit;
+    if (audit.chosen === undefined || s.excluded.includes(audit.chosen)) {
+      const why = audit.excluded.map((e) => `${e.agentId}: ${e.reason}`);
+      const detail = why.length > 0 ? why.join('; ') : `no agent advertises skill ${s.skill}`;
+      finishFailed(t, 'no-agent', `no agent can run step ${s.id} (${s.skill}): ${detail}`, ctx, s.id);
+      return;
+    }
+    agentId = audit.chosen;
+  }
+  s.epoch += 1;
+  s.attempts += 1;
+  s.token = ctx.token();
+  s.state = 'assigned';
+  s.leaseExpiresAt = ctx.now + ctx.config.leaseMs;
+  if (agentId !== undefined) s.agentId = agentId;
+  else delete s.agentId;
+  const deadlineAt = t.deadlineAt ?? ctx.now + ctx.config.defaultDeadlineMs;
+  const inputs: Artifacts = {};
+  for (const name of s.consumes) inputs[name] = t.artifacts[name] ?? null;
+  const assignment: Assignment = {
+    v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, epoch: s.epoch, token: s.token, skill: s.skill, goal: t.request.goal,
+    inputs, produces: [...s.produces], deadline: iso(deadlineAt), leaseMs: ctx.config.leaseMs, taskRoot: t.taskRoot,
+    ...(t.request.traceparent !== undefined ? { traceparent: t.request.traceparent } : {}),
+  };
+  const topic = s.pool !== undefined ? topics.taskPool(t.taskId, s.pool, t.taskRoot) : topics.taskAssign(t.taskId, agentId!, t.taskRoot);
+  t.outbox = enqueue(t.outbox, {
+    topic, payload: assignment, qos: 1, retain: false, messageExpirySec: Math.max(1, Math.ceil((deadlineAt - ctx.now) / 1000)),
+  });
+}
+
+/**
+ * Ends the step's live epoch for `cause`, records the error, and re-assigns to the next best
+ * agent (the previous assignee excluded) or fails the task at the attempt limit.
+ */
+function failStepIn(
+  t: TaskRecord, s: StepRecord, cause: SupersededEpoch['cause'], error: { code: string; message: string }, retryable: boolean, ctx: DispatchContext,
+): void {
+  t.errors.push({ code: error.code, message: error.message, stepId: s.id, ...(s.agentId !== undefined ? { agentId: s.agentId } : {}), at: iso(ctx.now) });
+  s.superseded = [...(s.superseded ?? []), { epoch: s.epoch, token: s.token ?? '', ...(s.agentId !== undefined ? { agentId: s.agentId } : {}), cause }];
+  if (s.agentId !== undefined && !s.excluded.includes(s.agentId)) s.excluded.push(s.agentId);
+  s.state = 'pending';
+  delete s.token;
+  delete s.leaseExpiresAt;
+  if (!retryable) {
+    finishFailed(t, 'step-failed', `step ${s.id} (${s.skill}) failed with a non-retryable error: ${error.message}`, ctx, s.id);
+    return;
+  }
+  if (s.attempts >= ctx.config.maxAttempts) {
+    finishFailed(t, 'step-failed', `step ${s.id} (${s.skill}) failed after ${s.attempts} attempt(s); last error: ${error.message}`, ctx, s.id);
+    return;
+  }
+  assignIn(t, s, ctx);
+}
+
+function finishFailed(t: TaskRecord, code: TaskErrorCode, message: string, ctx: MachineContext, stepId?: string): void {
+  t.errors.push({ code, message, ...(stepId !== undefined ? { stepId } : {}), at: iso(ctx.now) });
+  t.state = 'failed';
+  finish(t, ctx);
+}
+
+/** Shared by every terminal transition: cancels active steps, stamps times, queues the result. */
+function finish(t: TaskRecord, ctx: MachineContext): void {
+  for (const id of t.stepOrder) {
+    const s = t.steps[id];
+    if (s && (s.state === 'pending' || s.state === 'assigned')) {
+      s.state = 'canceled';
+      delete s.leaseExpiresAt;
+    }
+  }
+  t.phase = 'done';
+  t.finishedAt = ctx.now;
+  // The item must outlive the retention timer that clears its retained topics, hence the hour's grace.
+  t.expiresAt = Math.ceil((ctx.now + ctx.config.retentionMs) / 1000) + 3600;
+  t.outbox = enqueue(t.outbox, { topic: topics.taskResult(t.taskId, t.taskRoot), payload: resultOf(t), qos: 1, retain: true });
+}
+
+function retentionDueAt(task: TaskRecord, config: OrchestratorConfig): number {
+  return (task.finishedAt ?? task.updatedAt) + config.retentionMs;
+}
+
+/** Who to tell about a refused output of `epoch`: the epoch's assignee when known. */
+function notifyFor(step: StepRecord, epoch: number): { notify?: string } {
+  const agent = epoch === step.epoch ? step.agentId : step.superseded?.find((s) => s.epoch === epoch)?.agentId;
+  return agent !== undefined ? { notify: agent } : {};
+}
+
+function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined {
+  if (!b) return a;
+  if (!a) return { ...b };
+  const tokens = (a.tokens ?? 0) + (b.tokens ?? 0);
+  return { usd: round(a.usd + b.usd), ms: a.ms + b.ms, ...(a.tokens !== undefined || b.tokens !== undefined ? { tokens } : {}) };
+}
+
+function round(usd: number): number {
+  return Math.round(usd * 1e9) / 1e9;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

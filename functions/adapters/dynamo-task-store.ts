@@ -13,16 +13,19 @@
  *   same TransactWriteItems as the task save that changes the assignee set, so they are never out
  *   of step with the task; a save that leaves the set unchanged is a single conditional Put.
  *
- * Due work: `dueAt` is the earliest of the proposal-window close, live leases, the deadline, and
- * the last update when the outbox still holds messages. It is omitted (so the item drops out of
- * the sparse byDue index) when nothing is due, in particular once the task is terminal with an
- * empty outbox. `dueShard` spreads tasks over {@link DUE_SHARDS} index partitions by a hash of the
- * id, so one hot partition does not throttle the sweeper.
+ * Due work: `dueAt` is core's `nextDueAt` (task-machine.ts): the earliest of the proposal-window
+ * close, live leases, the deadline, the retention clean-up of a finished task, and the last update
+ * while the outbox still holds messages. It is omitted (so the item drops out of the sparse byDue
+ * index) when nothing can become due: a terminal task whose retained topics are cleared and whose
+ * outbox is empty. `dueShard` spreads tasks over {@link DUE_SHARDS} index partitions by a hash of
+ * the id, so one hot partition does not throttle the sweeper.
  */
 import { createHash } from 'node:crypto';
 import { GetCommand, PutCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DuplicateTaskError, VersionConflictError } from '../../core/errors';
 import { isTerminal, type ProposalRecord, type TaskRecord } from '../../core/model';
+import { DEFAULT_ORCHESTRATOR_CONFIG, type OrchestratorConfig } from '../../core/orchestrator';
+import { nextDueAt } from '../../core/task-machine';
 import type { TaskStore } from '../../core/ports';
 import { TABLE } from '../../infra/table-definition';
 import { ItemTooLargeError, StoreError } from './errors';
@@ -44,6 +47,8 @@ export interface DynamoTaskStoreOptions {
   readonly tableName: string;
   /** How long a proposal item lives after it arrived, ms. @default DEFAULT_PROPOSAL_TTL_MS */
   readonly proposalTtlMs?: number;
+  /** The orchestrator's settings; retention decides when a finished task is next due. @default DEFAULT_ORCHESTRATOR_CONFIG */
+  readonly config?: OrchestratorConfig;
 }
 
 const TASK_SK = 'TASK';
@@ -55,25 +60,6 @@ const PROPOSAL_PREFIX = 'PROPOSAL#';
 export function dueShardOf(taskId: string): string {
   const first = createHash('sha256').update(taskId, 'utf8').digest()[0] ?? 0;
   return `DUE#${first % DUE_SHARDS}`;
-}
-
-/**
- * When the sweeper should next look at `task` (epoch ms), or undefined when nothing can become
- * due: terminal with every message published.
- */
-export function nextDueAt(task: TaskRecord): number | undefined {
-  const candidates: number[] = [];
-  // The outbox is flushed right after the save that filled it; if it is still full, the flush
-  // failed, and it is due now (the save's own time is the best "now" the store has).
-  if (task.outbox.length > 0) candidates.push(task.updatedAt);
-  if (!isTerminal(task.state)) {
-    if (task.phase === 'collecting-proposals') candidates.push(task.windowClosesAt);
-    for (const step of Object.values(task.steps)) {
-      if (step.state === 'assigned' && step.leaseExpiresAt !== undefined) candidates.push(step.leaseExpiresAt);
-    }
-    if (task.deadlineAt !== undefined) candidates.push(task.deadlineAt);
-  }
-  return candidates.length > 0 ? Math.min(...candidates) : undefined;
 }
 
 /** Agents holding a live step of `task`, sorted; none once the task is terminal. */
@@ -98,6 +84,7 @@ export class DynamoTaskStore implements TaskStore {
   private readonly client: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly proposalTtlMs: number;
+  private readonly config: OrchestratorConfig;
   /**
    * Assignee set of the version this process last read or wrote, per task. A save needs the
    * previous set to delete pointers; a version is written once only, so a cached entry for the
@@ -109,6 +96,7 @@ export class DynamoTaskStore implements TaskStore {
     this.client = options.client;
     this.tableName = options.tableName;
     this.proposalTtlMs = options.proposalTtlMs ?? DEFAULT_PROPOSAL_TTL_MS;
+    this.config = options.config ?? DEFAULT_ORCHESTRATOR_CONFIG;
   }
 
   /** Stores a new task; DuplicateTaskError (with the SDK error as cause) when the id exists. */
@@ -291,7 +279,7 @@ export class DynamoTaskStore implements TaskStore {
   }
 
   private taskItem(task: TaskRecord): Item {
-    const dueAt = nextDueAt(task);
+    const dueAt = nextDueAt(task, this.config);
     const item: Item = {
       pk: taskPk(task.taskId),
       sk: TASK_SK,

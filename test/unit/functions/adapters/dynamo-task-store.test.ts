@@ -3,7 +3,8 @@ import { ConditionalCheckFailedException, DynamoDBClient, TransactionCanceledExc
 import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { DuplicateTaskError, VersionConflictError } from '../../../../core/errors';
-import { DynamoTaskStore, dueShardOf, nextDueAt, assigneesOf, DUE_SHARDS } from '../../../../functions/adapters/dynamo-task-store';
+import { DEFAULT_ORCHESTRATOR_CONFIG } from '../../../../core/orchestrator';
+import { DynamoTaskStore, dueShardOf, assigneesOf, DUE_SHARDS } from '../../../../functions/adapters/dynamo-task-store';
 import { ItemTooLargeError, StoreError } from '../../../../functions/adapters/errors';
 import { step, taskRecord } from '../helpers/fixtures';
 
@@ -137,6 +138,7 @@ describe('DynamoTaskStore', () => {
         state: 'working',
         phase: 'executing',
         steps: { s1: step('s1', { state: 'assigned', agentId: 'agent-a', epoch: 1, leaseExpiresAt: 1_010_000 }) },
+        stepOrder: ['s1'],
       });
       ddb.on(GetCommand).resolves({ Item: storedItem(before, ['agent-a']) });
       ddb.on(TransactWriteCommand).resolves({});
@@ -176,7 +178,7 @@ describe('DynamoTaskStore', () => {
     it('reads the stored assignees consistently when it has not seen the expected version', async () => {
       ddb.on(GetCommand).resolves({ Item: { version: 4, assignees: ['agent-a'] } });
       ddb.on(TransactWriteCommand).resolves({});
-      const task = taskRecord({ version: 5, state: 'completed', phase: 'done', finishedAt: 1_100_000, expiresAt: 2_000 });
+      const task = taskRecord({ version: 5, state: 'completed', phase: 'done', finishedAt: 1_100_000, retainedClearedAt: 1_200_000, expiresAt: 2_000 });
       await store().save(task, 4);
       expect(ddb).toHaveReceivedCommandWith(GetCommand, {
         TableName: TABLE_NAME,
@@ -309,8 +311,13 @@ describe('DynamoTaskStore', () => {
     });
   });
 
-  describe('nextDueAt', () => {
-    it('takes the earliest of lease, deadline and unflushed outbox for a live task', () => {
+  describe('due index attributes', () => {
+    function savedItem(task: ReturnType<typeof taskRecord>) {
+      return store().create(task).then(() => ddb.commandCalls(PutCommand)[0]!.args[0].input.Item!);
+    }
+
+    it('indexes a live task at its earliest lease, deadline or unflushed outbox', async () => {
+      ddb.on(PutCommand).resolves({});
       const task = taskRecord({
         state: 'working',
         phase: 'executing',
@@ -318,17 +325,35 @@ describe('DynamoTaskStore', () => {
         updatedAt: 8_000,
         outbox: [{ topic: 'tasks/t-1/status', payload: {}, qos: 1, retain: true }],
         steps: { s1: step('s1', { state: 'assigned', agentId: 'x', epoch: 1, leaseExpiresAt: 8_500 }) },
+        stepOrder: ['s1'],
       });
-      expect(nextDueAt(task)).toBe(8_000);
-      expect(nextDueAt({ ...task, outbox: [] })).toBe(8_500);
+      // The lease makes it a transaction: the assignee pointer rides along.
+      ddb.on(TransactWriteCommand).resolves({});
+      await store().create(task);
+      const item = ddb.commandCalls(TransactWriteCommand)[0]!.args[0].input.TransactItems![0]!.Put!.Item!;
+      expect(item).toMatchObject({ dueShard: dueShardOf('t-1'), dueAt: 8_000 });
     });
 
-    it('is undefined for a terminal task with an empty outbox', () => {
-      expect(nextDueAt(taskRecord({ state: 'failed', phase: 'done', deadlineAt: 5 }))).toBeUndefined();
+    it('indexes a finished task at its retention clean-up until its retained topics are cleared', async () => {
+      ddb.on(PutCommand).resolves({});
+      const item = await savedItem(taskRecord({ state: 'completed', phase: 'done', finishedAt: 50_000 }));
+      expect(item.dueAt).toBe(50_000 + DEFAULT_ORCHESTRATOR_CONFIG.retentionMs);
     });
 
-    it('stays due while a terminal task still has messages to publish', () => {
-      expect(nextDueAt(taskRecord({ state: 'failed', phase: 'done', updatedAt: 77, outbox: [{ topic: 'x', payload: null, qos: 1, retain: true }] }))).toBe(77);
+    it('drops out of the index when terminal, cleared and fully published', async () => {
+      ddb.on(PutCommand).resolves({});
+      const item = await savedItem(taskRecord({ state: 'failed', phase: 'done', finishedAt: 5, retainedClearedAt: 10, expiresAt: 99 }));
+      expect(item).not.toHaveProperty('dueAt');
+      expect(item).not.toHaveProperty('dueShard');
+      expect(item.expiresAt).toBe(99);
+    });
+
+    it('stays indexed while a cleared task still has messages to publish', async () => {
+      ddb.on(PutCommand).resolves({});
+      const item = await savedItem(
+        taskRecord({ state: 'failed', phase: 'done', updatedAt: 77, retainedClearedAt: 70, outbox: [{ topic: 'tasks/t-1/status', payload: null, qos: 1, retain: true }] }),
+      );
+      expect(item.dueAt).toBe(77);
     });
   });
 

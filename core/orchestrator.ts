@@ -453,7 +453,7 @@ export class Orchestrator {
 
   private async publishAll(messages: readonly OutboundMessage[]): Promise<void> {
     const result = await flush(this.deps.publisher, messages);
-    if (result.error !== undefined) throw result.error;
+    if (result.error !== undefined) throw result.error instanceof Error ? result.error : new Error(describe(result.error));
   }
 
   /** Registry candidates for each distinct skill. */
@@ -508,9 +508,10 @@ function rejected(error: PorchlightError): HandleOutcome {
 /** Input errors become rejections; anything else is a defect or an outage and goes to the caller. */
 function asPorchlightError(err: unknown): PorchlightError {
   if (err instanceof PorchlightError) return err;
-  throw err instanceof Error ? err : new Error(String(err));
+  throw err instanceof Error ? err : new Error(describe(err));
 }
 
 function describe(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return typeof err === 'string' ? err : JSON.stringify(err) ?? typeof err;
 }

@@ -1,0 +1,261 @@
+/**
+ * The registry's application service: keeps the agent registry of record (DynamoDB) in step with
+ * what agents publish (résumé, status, telemetry) and with IoT Core lifecycle events, and hands
+ * agents that left to the orchestrator so their steps are re-assigned (ARCHITECTURE §4–5).
+ *
+ * Accreditations claimed in a résumé are checked against the identity system; unconfirmed claims
+ * are kept apart (the planner and matcher never trust them) and reported to the agent.
+ */
+import { z } from 'zod';
+import { NotAuthorizedError, PorchlightError, TopicParseError, ValidationError, InvalidStateError } from './errors';
+import type { AgentRecord } from './model';
+import type { HandleOutcome, LogFn, LogLevel, Orchestrator } from './orchestrator';
+import { canonicalJson } from './outbox';
+import type { AccreditationVerifier, Clock, Publisher, Registry } from './ports';
+import type { InboundMessage } from './rule-event';
+import { AgentStatus, Resume, SCHEMA_VERSION, Telemetry, decodePayload } from './schemas';
+import { rejectNotice } from './task-machine';
+import { isValidId, parseTopic, type ParsedTopic } from './topics';
+
+/**
+ * The payload of an IoT Core lifecycle event (`$aws/events/presence/{connected|disconnected}/{clientId}`).
+ * Other fields AWS sends (sessionIdentifier, principalIdentifier, versionNumber, …) are dropped.
+ */
+export const PresenceEvent = z.object({
+  clientId: z.string().min(1),
+  /** Epoch ms. */
+  timestamp: z.number().int().nonnegative(),
+  eventType: z.enum(['connected', 'disconnected']),
+  /** Disconnected events only, e.g. CLIENT_INITIATED_DISCONNECT, CONNECTION_LOST, DUPLICATE_CLIENTID. */
+  disconnectReason: z.string().optional(),
+});
+export type PresenceEvent = z.infer<typeof PresenceEvent>;
+
+/**
+ * IoT Core disconnects the old session when a client connects again with the same client id:
+ * the agent is still there, on its new connection, so this disconnect must not mark it offline.
+ */
+export const SUPERSEDED_SESSION_REASON = 'DUPLICATE_CLIENTID';
+
+/** What the registry service is wired with. */
+export interface RegistryServiceDeps {
+  registry: Registry;
+  verifier: AccreditationVerifier;
+  publisher: Publisher;
+  clock: Clock;
+  /** Re-assigns the live steps of an agent that went offline. */
+  orchestrator: Pick<Orchestrator, 'onAgentGone'>;
+  log?: LogFn;
+}
+
+/** Handles `agents/{id}/resume|status|telemetry` and presence events. */
+export class RegistryService {
+  private readonly deps: RegistryServiceDeps;
+
+  constructor(deps: RegistryServiceDeps) {
+    this.deps = deps;
+  }
+
+  /**
+   * `agents/{id}/resume` (retained): stores the résumé with its accreditation claims split into
+   * verified and unverified; unverified ones are reported on `agents/{id}/errors`. An empty
+   * payload means the résumé was cleared: the agent is marked offline and its steps re-assigned.
+   */
+  async onResume(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'agent-resume');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { agentId } = parsed;
+    const spoofed = this.spoofed(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId);
+
+    if (msg.payload.byteLength === 0) return this.markOffline(agentId, 'résumé cleared');
+
+    let resume: Resume;
+    try {
+      resume = decodePayload(Resume, msg.payload, 'résumé');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId);
+    }
+    const held = new Set(await this.deps.verifier.accreditationsOf(agentId));
+    const claimed = [...new Set(resume.accredit)];
+    const verified = claimed.filter((a) => held.has(a));
+    const unverified = claimed.filter((a) => !held.has(a));
+
+    const existing = await this.deps.registry.get(agentId);
+    if (
+      existing
+      && canonicalJson(existing.resume) === canonicalJson(resume)
+      && canonicalJson(existing.verifiedAccredit) === canonicalJson(verified)
+      && canonicalJson(existing.unverifiedAccredit) === canonicalJson(unverified)
+    ) {
+      return { status: 'duplicate', detail: `résumé of ${agentId} unchanged` };
+    }
+    await this.deps.registry.putResume(agentId, resume, { verified, unverified }, this.now());
+    this.log('info', 'résumé stored', { agentId, skills: resume.skills, verified, unverified });
+    if (unverified.length > 0) {
+      const error = new NotAuthorizedError(
+        `accreditation claim(s) ${unverified.join(', ')} of agent ${agentId} are not confirmed by its identity; they are ignored until they are`,
+      );
+      await this.notify(agentId, error, msg.topic);
+    }
+    return {
+      status: 'accepted',
+      detail: `résumé of ${agentId} stored${unverified.length > 0 ? `; unverified accreditations dropped: ${unverified.join(', ')}` : ''}`,
+    };
+  }
+
+  /**
+   * `agents/{id}/status` (retained; the will says offline): records the state. Offline re-assigns
+   * the agent's live steps; draining only keeps new assignments away (the matcher skips agents
+   * that are not online) and lets live steps finish.
+   */
+  async onStatus(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'agent-status');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { agentId } = parsed;
+    const spoofed = this.spoofed(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId);
+    if (msg.payload.byteLength === 0) return { status: 'ignored', detail: `retained status of ${agentId} cleared` };
+
+    let status: AgentStatus;
+    try {
+      status = decodePayload(AgentStatus, msg.payload, 'agent status');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId);
+    }
+    const existing = await this.deps.registry.get(agentId);
+    // Status and résumé are published together at start-up and may be handled in either order.
+    if (!existing) return { status: 'ignored', detail: `agent ${agentId} has no résumé yet; status ${status.state} not recorded` };
+    const same = existing.state === status.state && canonicalJson(existing.load) === canonicalJson(status.load);
+    if (!same) {
+      await this.deps.registry.setStatus(agentId, status, this.now());
+      this.log('info', 'agent status recorded', { agentId, state: status.state, reason: status.reason });
+    }
+    // Re-run on a repeat too: a first attempt may have stopped between recording and re-assigning; re-assigning is idempotent.
+    if (status.state === 'offline') await this.deps.orchestrator.onAgentGone(agentId, status.reason ?? 'agent reported offline');
+    return same ? { status: 'duplicate', detail: `agent ${agentId} already ${status.state}` } : { status: 'accepted', detail: `agent ${agentId} is ${status.state}` };
+  }
+
+  /** `agents/{id}/telemetry`: measured cost, latency and success rate, used by the matcher. */
+  async onTelemetry(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'agent-telemetry');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { agentId } = parsed;
+    const spoofed = this.spoofed(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId);
+
+    let telemetry: Telemetry;
+    try {
+      telemetry = decodePayload(Telemetry, msg.payload, 'telemetry');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId);
+    }
+    const existing = await this.deps.registry.get(agentId);
+    if (!existing) {
+      return this.refuse(msg, new InvalidStateError(`agent ${agentId} has no résumé; publish agents/${agentId}/resume before telemetry`), agentId);
+    }
+    if (existing.telemetry && canonicalJson(existing.telemetry) === canonicalJson(telemetry)) {
+      return { status: 'duplicate', detail: `telemetry of ${agentId} unchanged` };
+    }
+    await this.deps.registry.recordTelemetry(agentId, telemetry, this.now());
+    return { status: 'accepted', detail: `telemetry of ${agentId} recorded (${telemetry.executions} executions)` };
+  }
+
+  /**
+   * `$aws/events/presence/{connected|disconnected}/{clientId}` (IoT Core only): a disconnect marks
+   * a registered agent offline and re-assigns its steps, except when IoT Core closed an old session
+   * because the agent connected again; a connect only touches the agent's record. Identities that
+   * are not registered agents (clients, the orchestrator) are ignored.
+   */
+  async onPresence(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'presence');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    let event: PresenceEvent;
+    try {
+      event = decodePayload(PresenceEvent, msg.payload, 'presence event');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err));
+    }
+    if (event.clientId !== parsed.clientId || event.eventType !== parsed.event) {
+      const error = new ValidationError('invalid-payload', `presence event says ${event.eventType} of ${event.clientId} but was published on ${msg.topic}`);
+      return this.refuse(msg, error);
+    }
+    const agentId = parsed.clientId;
+    const existing = await this.deps.registry.get(agentId);
+    if (!existing) return { status: 'ignored', detail: `${agentId} is not a registered agent` };
+
+    if (event.eventType === 'connected') {
+      await this.deps.registry.setStatus(agentId, statusOf(existing), this.now());
+      return { status: 'accepted', detail: `agent ${agentId} connected; record touched` };
+    }
+    const reason = event.disconnectReason ?? 'unknown reason';
+    if (reason === SUPERSEDED_SESSION_REASON) return { status: 'ignored', detail: `agent ${agentId} reconnected; its old session was closed` };
+    return this.markOffline(agentId, `disconnected (${reason})`, event.timestamp, existing);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async markOffline(agentId: string, reason: string, at?: number, known?: AgentRecord): Promise<HandleOutcome> {
+    const existing = known ?? (await this.deps.registry.get(agentId));
+    if (!existing) return { status: 'ignored', detail: `agent ${agentId} is not registered` };
+    const already = existing.state === 'offline';
+    if (!already) {
+      const status: AgentStatus = { v: SCHEMA_VERSION, state: 'offline', reason, ...(at !== undefined ? { at: new Date(at).toISOString() } : {}) };
+      await this.deps.registry.setStatus(agentId, status, this.now());
+      this.log('info', 'agent marked offline', { agentId, reason });
+    }
+    await this.deps.orchestrator.onAgentGone(agentId, reason);
+    return already ? { status: 'duplicate', detail: `agent ${agentId} already offline` } : { status: 'accepted', detail: `agent ${agentId} marked offline: ${reason}` };
+  }
+
+  private parse<K extends ParsedTopic['kind']>(msg: InboundMessage, kind: K): Extract<ParsedTopic, { kind: K }> | PorchlightError {
+    try {
+      const parsed = parseTopic(msg.topic);
+      if (parsed.kind !== kind) return new TopicParseError(`topic "${msg.topic}" is a ${parsed.kind} topic; this handler takes ${kind} topics`);
+      return parsed as Extract<ParsedTopic, { kind: K }>;
+    } catch (err) {
+      return asPorchlightError(err);
+    }
+  }
+
+  /** On IoT Core the rule tells who published; an agent may only write its own topics. */
+  private spoofed(msg: InboundMessage, agentId: string): NotAuthorizedError | undefined {
+    if (msg.clientId === undefined || msg.clientId === agentId) return undefined;
+    return new NotAuthorizedError(`${msg.topic} belongs to agent ${agentId} but was published by client ${msg.clientId}`);
+  }
+
+  private async refuse(msg: InboundMessage, error: PorchlightError, notify?: string): Promise<HandleOutcome> {
+    this.log('info', 'message refused', { topic: msg.topic, clientId: msg.clientId, code: error.code, reason: error.message });
+    if (notify !== undefined) await this.notify(notify, error, msg.topic);
+    return { status: 'rejected', code: error.code, message: error.message };
+  }
+
+  /** A notice that cannot be published is logged: the refusal has no state to retry. */
+  private async notify(agentId: string, error: PorchlightError, topic: string): Promise<void> {
+    if (!isValidId(agentId)) return;
+    try {
+      await this.deps.publisher.publish(rejectNotice(agentId, error, { topic }, this.now()));
+    } catch (err) {
+      this.log('warn', 'reject notice not published', { agentId, error: err instanceof Error ? err.message : 'unknown error' });
+    }
+  }
+
+  private now(): number {
+    return this.deps.clock.now();
+  }
+
+  private log(level: LogLevel, msg: string, data?: Record<string, unknown>): void {
+    this.deps.log?.(level, msg, data);
+  }
+}
+
+/** The agent's current status, re-recorded to refresh its record. */
+function statusOf(agent: AgentRecord): AgentStatus {
+  return { v: SCHEMA_VERSION, state: agent.state, ...(agent.load ? { load: { ...agent.load } } : {}) };
+}
+
+/** Input errors become rejections; anything else is a defect or an outage and goes to the caller. */
+function asPorchlightError(err: unknown): PorchlightError {
+  if (err instanceof PorchlightError) return err;
+  throw err instanceof Error ? err : new Error('non-error thrown while decoding');
+}

@@ -1,0 +1,146 @@
+import { createRankAgents, MATCH_WEIGHTS, rankAgents } from '../../../core/matching';
+import type { AgentRecord } from '../../../core/model';
+import type { MatchContext } from '../../../core/plan-types';
+import { Resume, type AgentState, type Constraints, type Telemetry } from '../../../core/schemas';
+
+interface AgentOptions {
+  usd?: number;
+  p95?: number;
+  region?: string;
+  skills?: string[];
+  state?: AgentState;
+  verified?: string[];
+  dataClasses?: string[];
+  load?: { active: number; max: number };
+  maxConcurrent?: number;
+  telemetry?: Omit<Telemetry, 'v'>;
+}
+
+function agent(agentId: string, o: AgentOptions = {}): AgentRecord {
+  return {
+    agentId,
+    resume: Resume.parse({
+      skills: o.skills ?? ['nl2chart'],
+      cost: { usd: o.usd ?? 0.02, p95_ms: o.p95 ?? 350 },
+      region: o.region ?? 'eu-central-1',
+      accredit: o.verified ?? [],
+      ...(o.dataClasses ? { dataClasses: o.dataClasses } : {}),
+      ...(o.maxConcurrent ? { maxConcurrent: o.maxConcurrent } : {}),
+    }),
+    state: o.state ?? 'online',
+    ...(o.load ? { load: o.load } : {}),
+    ...(o.telemetry ? { telemetry: { v: 1, ...o.telemetry } } : {}),
+    verifiedAccredit: o.verified ?? [],
+    unverifiedAccredit: [],
+    updatedAt: 0,
+    version: 1,
+  };
+}
+
+const step = { id: 's1', skill: 'nl2chart', proposedBy: 'proposer' };
+
+function context(constraints: Constraints = {}, exclude: string[] = []): MatchContext {
+  return { constraints, exclude, now: 0 };
+}
+
+describe('matching', () => {
+  describe('rankAgents', () => {
+    describe('when candidates must be excluded', () => {
+      it.each<[string, AgentRecord, Constraints, string[], string]>([
+        ['offline', agent('x', { state: 'offline' }), {}, [], 'agent is offline'],
+        ['draining', agent('x', { state: 'draining' }), {}, [], 'agent is draining'],
+        ['in the exclude list', agent('x'), {}, ['x'], 'excluded for this step (failed or lost it before)'],
+        ['without the skill', agent('x', { skills: ['sql-optimiser'] }), {}, [], 'résumé lacks skill nl2chart'],
+        ['outside the allowed regions', agent('x', { region: 'us-east-1' }), { region: ['eu-central-1', 'eu-west-1'] }, [], 'region us-east-1 not in [eu-central-1, eu-west-1]'],
+        ['missing a required accreditation', agent('x', { verified: ['gdpr'] }), { accredit: ['ISO27001'] }, [], 'missing verified accreditation ISO27001'],
+        ['without the data class', agent('x', { verified: ['gdpr'] }), { dataClasses: ['phi'] }, [], 'résumé lacks data class phi'],
+        ['missing the accreditation a data class implies', agent('x', { dataClasses: ['phi'] }), { dataClasses: ['phi'] }, [], 'missing verified accreditation gdpr'],
+        ['at its reported capacity', agent('x', { load: { active: 4, max: 4 } }), {}, [], 'at capacity (4/4 active)'],
+        ['at its résumé maxConcurrent', agent('x', { load: { active: 2, max: 10 }, maxConcurrent: 2 }), {}, [], 'at capacity (2/2 active)'],
+      ])('excludes an agent %s', (_label, candidate, constraints, exclude, reason) => {
+        const audit = rankAgents(step, [candidate, agent('fine', { verified: ['gdpr', 'ISO27001'], dataClasses: ['phi'] })], context(constraints, exclude));
+        expect(audit.excluded).toEqual([{ agentId: 'x', reason }]);
+        expect(audit.chosen).toBe('fine');
+        expect(audit.ranked.map((r) => r.agentId)).toEqual(['fine']);
+      });
+
+      it('chooses nobody when every candidate is excluded', () => {
+        const audit = rankAgents(step, [agent('a', { state: 'offline' })], context());
+        expect(audit).toEqual({ stepId: 's1', ranked: [], excluded: [{ agentId: 'a', reason: 'agent is offline' }] });
+        expect('chosen' in audit).toBe(false);
+      });
+
+      it('counts a duplicated candidate once', () => {
+        const audit = rankAgents(step, [agent('a'), agent('a')], context());
+        expect(audit.ranked).toHaveLength(1);
+      });
+    });
+
+    describe('when candidates are ranked', () => {
+      it('prefers the cheaper agent, all else equal', () => {
+        expect(rankAgents(step, [agent('dear', { usd: 0.04 }), agent('cheap', { usd: 0.02 })], context()).chosen).toBe('cheap');
+      });
+
+      it('prefers the faster agent, all else equal', () => {
+        expect(rankAgents(step, [agent('slow', { p95: 700 }), agent('fast', { p95: 100 })], context()).chosen).toBe('fast');
+      });
+
+      it('uses measured telemetry over the résumé once the agent has executions', () => {
+        const cheapOnPaper = agent('paper', { usd: 0.01, telemetry: { executions: 50, costUsd: 0.05, p95Ms: 350, successRate: 0.9 } });
+        const audit = rankAgents(step, [cheapOnPaper, agent('honest', { usd: 0.02 })], context());
+        expect(audit.chosen).toBe('honest');
+        expect(audit.ranked.find((r) => r.agentId === 'paper')?.why).toMatch(/^cost \$0\.05 \(measured\)/);
+      });
+
+      it('ignores telemetry with no executions', () => {
+        const audit = rankAgents(step, [agent('new', { usd: 0.01, telemetry: { executions: 0, costUsd: 9, p95Ms: 9999, successRate: 0 } })], context());
+        expect(audit.ranked[0]?.why).toMatch(/^cost \$0\.01 \(résumé\).*success 0\.900 \(assumed\)/);
+      });
+
+      it('prefers the more reliable agent', () => {
+        const flaky = agent('flaky', { telemetry: { executions: 100, costUsd: 0.02, p95Ms: 350, successRate: 0.5 } });
+        const solid = agent('solid', { telemetry: { executions: 100, costUsd: 0.02, p95Ms: 350, successRate: 0.99 } });
+        expect(rankAgents(step, [flaky, solid], context()).chosen).toBe('solid');
+      });
+
+      it('prefers the less loaded agent', () => {
+        expect(rankAgents(step, [agent('busy', { load: { active: 3, max: 4 } }), agent('idle', { load: { active: 0, max: 4 } })], context()).chosen).toBe('idle');
+      });
+
+      it('prefers the proposer among equals, and only slightly', () => {
+        expect(rankAgents(step, [agent('another'), agent('proposer')], context()).chosen).toBe('proposer');
+        expect(rankAgents(step, [agent('cheaper', { usd: 0.01 }), agent('proposer', { usd: 0.02 })], context()).chosen).toBe('cheaper');
+      });
+
+      it('breaks exact ties on agent id', () => {
+        const audit = rankAgents(step, [agent('b'), agent('c'), agent('a')], context());
+        expect(audit.ranked.map((r) => r.agentId)).toEqual(['a', 'b', 'c']);
+        expect(new Set(audit.ranked.map((r) => r.score)).size).toBe(1);
+      });
+
+      it('shows every term of the score in why', () => {
+        const audit = rankAgents(step, [agent('proposer', { load: { active: 1, max: 4 } })], context());
+        expect(audit.ranked[0]).toEqual({
+          agentId: 'proposer',
+          score: 0.35 + 0.25 + 0.25 * 0.9 + 0.1 * 0.75 + 0.05,
+          why: 'cost $0.02 (résumé) 1.000×0.35, p95 350 ms 1.000×0.25, success 0.900 (assumed) ×0.25, load 1/4 0.750×0.1, proposer +0.05 = 0.950',
+        });
+      });
+
+      it('scores a free agent as cheapest without dividing by zero', () => {
+        const audit = rankAgents(step, [agent('free', { usd: 0 }), agent('paid', { usd: 0.02 })], context());
+        expect(audit.chosen).toBe('free');
+        expect(audit.ranked.every((r) => Number.isFinite(r.score))).toBe(true);
+      });
+    });
+
+    describe('with custom weights', () => {
+      it('lets latency dominate when weighted so', () => {
+        const latencyFirst = createRankAgents({ ...MATCH_WEIGHTS, cost: 0.05, latency: 0.8 });
+        const candidates = [agent('cheap-slow', { usd: 0.01, p95: 900 }), agent('dear-fast', { usd: 0.03, p95: 100 })];
+        expect(rankAgents(step, candidates, context()).chosen).toBe('cheap-slow');
+        expect(latencyFirst(step, candidates, context()).chosen).toBe('dear-fast');
+      });
+    });
+  });
+});

@@ -1,0 +1,54 @@
+/**
+ * The settings every Porchlight function reads from its environment (shared names: TABLE_NAME,
+ * TIMER_QUEUE_URL, IOT_DATA_ENDPOINT, DYNAMODB_ENDPOINT, SQS_ENDPOINT, ACCREDITATION_FILE, and the
+ * orchestrator's LEASE_MS, MAX_ATTEMPTS, PROPOSAL_WINDOW_MS, RETENTION_MS, DEFAULT_DEADLINE_MS).
+ */
+import { DEFAULT_ORCHESTRATOR_CONFIG, type OrchestratorConfig } from '../../core/orchestrator';
+import { Env, type EnvSource } from './env';
+
+/** The functions, as named in the rule catalogue and the CDK stacks. */
+export type FunctionName = 'intake' | 'planner' | 'progress' | 'registry' | 'presence' | 'timer' | 'sweeper';
+
+/** Everything a function is configured with. */
+export interface FunctionSettings {
+  readonly functionName: FunctionName;
+  readonly tableName: string;
+  readonly timerQueueUrl: string;
+  /** https URL of the IoT data endpoint; when absent it is discovered with DescribeEndpoint. */
+  readonly iotDataEndpoint?: string;
+  /** Local stack only: DynamoDB Local. */
+  readonly dynamodbEndpoint?: string;
+  /** Local stack only: the local queue. */
+  readonly sqsEndpoint?: string;
+  /** Local stack only: the local CA's accreditation file; else IoT thing groups are asked. */
+  readonly accreditationFile?: string;
+  readonly region?: string;
+  readonly orchestrator: OrchestratorConfig;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Reads and validates the settings; throws ConfigError naming the first bad variable. */
+export function loadSettings(functionName: FunctionName, source: EnvSource = process.env): FunctionSettings {
+  const env = new Env(source);
+  const d = DEFAULT_ORCHESTRATOR_CONFIG;
+  const optional = <K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> =>
+    (value === undefined ? {} : { [key]: value }) as Partial<Record<K, V>>;
+  return {
+    functionName,
+    tableName: env.string('TABLE_NAME'),
+    timerQueueUrl: env.url('TIMER_QUEUE_URL'),
+    ...optional('iotDataEndpoint', env.optionalUrl('IOT_DATA_ENDPOINT')),
+    ...optional('dynamodbEndpoint', env.optionalUrl('DYNAMODB_ENDPOINT')),
+    ...optional('sqsEndpoint', env.optionalUrl('SQS_ENDPOINT')),
+    ...optional('accreditationFile', env.optionalString('ACCREDITATION_FILE')),
+    ...optional('region', env.optionalString('AWS_REGION')),
+    orchestrator: {
+      leaseMs: env.int('LEASE_MS', d.leaseMs, { min: 100, max: DAY_MS }),
+      maxAttempts: env.int('MAX_ATTEMPTS', d.maxAttempts, { min: 1, max: 100 }),
+      defaultProposalWindowMs: env.int('PROPOSAL_WINDOW_MS', d.defaultProposalWindowMs, { min: 50, max: 60_000 }),
+      retentionMs: env.int('RETENTION_MS', d.retentionMs, { min: 1_000, max: 365 * DAY_MS }),
+      defaultDeadlineMs: env.int('DEFAULT_DEADLINE_MS', d.defaultDeadlineMs, { min: 100, max: 30 * DAY_MS }),
+    },
+  };
+}

@@ -1,0 +1,8 @@
+/**
+ * The registry function's settings, read and validated once at cold start (ConfigError names any
+ * missing or malformed variable).
+ */
+import { loadSettings, type FunctionSettings } from '../lib/settings';
+
+/** Settings of the `registry` function. */
+export const config: FunctionSettings = loadSettings('registry');

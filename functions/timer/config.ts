@@ -1,0 +1,8 @@
+/**
+ * The timer function's settings, read and validated once at cold start (ConfigError names any
+ * missing or malformed variable).
+ */
+import { loadSettings, type FunctionSettings } from '../lib/settings';
+
+/** Settings of the `timer` function. */
+export const config: FunctionSettings = loadSettings('timer');

@@ -1,0 +1,40 @@
+/**
+ * The Porchlight CDK app: `npx cdk synth`. Stacks are environment-agnostic (no lookups), so
+ * synthesis needs no AWS credentials; cdk-nag's AwsSolutions pack runs over the whole app.
+ */
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { ServiceStack } from './stacks/service-stack';
+import { StatefulStack } from './stacks/stateful-stack';
+
+/** The two stacks of one Porchlight deployment. */
+export interface PorchlightStacks {
+  readonly stateful: StatefulStack;
+  readonly service: ServiceStack;
+}
+
+/** Adds Porchlight's stacks to `app` (named `<prefix>-stateful`, `<prefix>-service`). */
+export function buildPorchlight(app: App, prefix = 'Porchlight'): PorchlightStacks {
+  const stateful = new StatefulStack(app, `${prefix}-stateful`, { description: 'Porchlight: table, timer queue, IoT policies and accreditation groups' });
+  const service: ServiceStack = new ServiceStack(app, `${prefix}-service`, {
+    description: 'Porchlight: orchestrator functions, IoT rules, schedule and alarms',
+    tableName: stateful.tableName,
+    timerQueue: stateful.timerQueue,
+    timerDeadLetterQueue: stateful.timerDeadLetterQueue,
+  });
+  service.addStackDependency(stateful, 'the service imports the table by name');
+  return { stateful, service };
+}
+
+/** Builds the app with cdk-nag applied; the CLI entry point and the infra tests both use it. */
+export function createApp(): { app: App } & PorchlightStacks {
+  // Pinned so synthesis is deterministic and quiet: the stateful stack's exports are protected.
+  const app = new App({ postCliContext: { '@aws-cdk/core:defaultCrossStackReferences': 'strong' } });
+  const stacks = buildPorchlight(app);
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
+  return { app, ...stacks };
+}
+
+if (require.main === module) {
+  createApp().app.synth();
+}

@@ -1,0 +1,131 @@
+import { Aws, Names } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import {
+  ROLES,
+  accreditationGroupName,
+  grantingAccreditations,
+  renderIotAccreditationPolicy,
+  renderIotPolicy,
+  splitIotPolicy,
+  validateAccreditation,
+  type IotPolicyDocument,
+  type Role,
+} from '../../core/policy';
+import { acknowledge, LAMBDA_BASIC_EXECUTION_FINDING } from './acknowledge';
+
+/** ARN parts at least as long as any real ones (`aws-us-gov`, `ap-southeast-2`, 12 digits), used only to size documents. */
+const SIZING_ARN = { partition: 'aws-us-gov', region: 'xx-xxxxxxxxxxx-9', account: '999999999999' } as const;
+
+/** Props of {@link AgentPolicies}. */
+export interface AgentPoliciesProps {
+  /**
+   * Prefix of every IoT policy name (`<prefix>-agent`, `<prefix>-accredit-gdpr`, …).
+   * @default 'porchlight'
+   */
+  readonly namePrefix?: string;
+  /**
+   * Accreditations that get a thing group (`accredit-<label>`) with the grant policy attached.
+   * @default every accreditation that guards a data class (core/data-classes.ts)
+   */
+  readonly accreditations?: readonly string[];
+}
+
+/**
+ * The IoT side of the policy model (core/policy.ts): one IoT policy per role, to be attached to
+ * each identity's certificate when it is registered, and one thing group per accreditation
+ * whose policy adds the sensitive topic roots for its member agents.
+ *
+ * CloudFormation cannot attach a policy to a thing group (`AWS::IoT::PolicyPrincipalAttachment`
+ * takes certificate ARNs and Cognito ids only, aws/aws-cdk#26166), so the attachment is an
+ * `AwsCustomResource` calling IoT `AttachPolicy` with the group ARN as target, and
+ * `DetachPolicy` on delete.
+ *
+ * A document larger than IoT's 2048-character limit is split into `<name>`, `<name>-2`, …; all
+ * parts must be attached together (IoT evaluates their union, and a deny in any part wins).
+ */
+export class AgentPolicies extends Construct {
+  /** The IoT policies of each role, in attachment order. */
+  public readonly rolePolicies: Readonly<Record<Role, readonly iot.CfnPolicy[]>>;
+  /** The thing group of each accreditation. */
+  public readonly accreditationGroups: Readonly<Record<string, iot.CfnThingGroup>>;
+  /** The grant policies attached to each accreditation's thing group. */
+  public readonly accreditationPolicies: Readonly<Record<string, readonly iot.CfnPolicy[]>>;
+
+  constructor(scope: Construct, id: string, props: AgentPoliciesProps = {}) {
+    super(scope, id);
+    const prefix = props.namePrefix ?? 'porchlight';
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw new Error(`${id}: namePrefix "${prefix}" must be 1-64 letters, digits, '_' or '-'`);
+    const accreditations = [...new Set(props.accreditations ?? grantingAccreditations())].map(validateAccreditation);
+
+    const rolePolicies = {} as Record<Role, iot.CfnPolicy[]>;
+    for (const role of ROLES) rolePolicies[role] = this.policies(`Role-${role}`, `${prefix}-${role}`, renderIotPolicy(role, SIZING_ARN));
+    this.rolePolicies = rolePolicies;
+
+    const groups: Record<string, iot.CfnThingGroup> = {};
+    const grantPolicies: Record<string, iot.CfnPolicy[]> = {};
+    for (const accreditation of accreditations) {
+      const groupName = accreditationGroupName(accreditation);
+      const group = new iot.CfnThingGroup(this, `Group-${accreditation}`, {
+        thingGroupName: groupName,
+        thingGroupProperties: { thingGroupDescription: `Porchlight: identities verified to hold the ${accreditation} accreditation` },
+      });
+      const policies = this.policies(`Grant-${accreditation}`, `${prefix}-accredit-${accreditation}`, renderIotAccreditationPolicy(accreditation, SIZING_ARN));
+      policies.forEach((policy, i) => this.attachToGroup(`Attach-${accreditation}-${i + 1}`, policy, group));
+      groups[accreditation] = group;
+      grantPolicies[accreditation] = policies;
+    }
+    this.accreditationGroups = groups;
+    this.accreditationPolicies = grantPolicies;
+  }
+
+  /**
+   * Splits a document rendered with {@link SIZING_ARN} (longer than any real partition, region
+   * or account, so every part fits once deployed) and points its ARNs at this stack's own.
+   */
+  private policies(id: string, name: string, doc: IotPolicyDocument): iot.CfnPolicy[] {
+    const sizingPrefix = `arn:${SIZING_ARN.partition}:iot:${SIZING_ARN.region}:${SIZING_ARN.account}:`;
+    const realPrefix = `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:`;
+    return splitIotPolicy(doc).map((part, i) => {
+      const policyDocument: IotPolicyDocument = {
+        Version: part.Version,
+        Statement: part.Statement.map((st) => ({ ...st, Resource: st.Resource.map((r) => realPrefix + r.slice(sizingPrefix.length)) })),
+      };
+      return new iot.CfnPolicy(this, i === 0 ? id : `${id}-${i + 1}`, { policyName: i === 0 ? name : `${name}-${i + 1}`, policyDocument });
+    });
+  }
+
+  private attachToGroup(id: string, policy: iot.CfnPolicy, group: iot.CfnThingGroup): void {
+    const policyName = policy.policyName ?? policy.ref;
+    const target = group.attrArn;
+    const call = (action: 'attachPolicy' | 'detachPolicy'): cr.AwsSdkCall => ({
+      service: 'Iot',
+      action,
+      parameters: { policyName, target },
+      physicalResourceId: cr.PhysicalResourceId.of(`${policyName}@${group.thingGroupName ?? Names.uniqueId(group)}`),
+    });
+    const attachment = new cr.AwsCustomResource(this, id, {
+      onCreate: call('attachPolicy'),
+      onDelete: call('detachPolicy'),
+      installLatestAwsSdk: false,
+      policy: cr.AwsCustomResourcePolicy.fromStatements([
+        new iam.PolicyStatement({ actions: ['iot:AttachPolicy', 'iot:DetachPolicy'], resources: [target, policy.attrArn] }),
+      ]),
+    });
+    attachment.node.addDependency(policy, group);
+  }
+}
+
+/**
+ * Acknowledges the findings cdk-nag raises on the singleton function CDK provisions for every
+ * `AwsCustomResource` in a stack; call once per stack that holds {@link AgentPolicies}.
+ */
+export function acknowledgeCustomResourceProvider(scope: Construct): void {
+  for (const child of scope.node.children) {
+    if (!child.node.id.startsWith('AWS679f53fac002430cb0da5b7982bd2287')) continue;
+    acknowledge(child, 'The CDK-provided custom-resource function logs through AWSLambdaBasicExecutionRole; it runs only at deploy time to attach IoT policies to thing groups.', LAMBDA_BASIC_EXECUTION_FINDING);
+    acknowledge(child, 'The runtime of the CDK-provided custom-resource function is chosen by aws-cdk-lib, not by this app; it runs only at deploy time.', 'AwsSolutions-L1');
+  }
+}

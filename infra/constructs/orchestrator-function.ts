@@ -1,0 +1,170 @@
+import { Duration, Stack, Token } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as path from 'node:path';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { TASK_ROOTS } from '../../core/data-classes';
+import { handlerEntry, type FunctionName } from '../rules/catalogue';
+import { acknowledge, LAMBDA_BASIC_EXECUTION_FINDING, wildcardResourceFinding } from './acknowledge';
+
+/** Topics an orchestrator function may publish through the IoT data plane. */
+export type PublishKind = 'status' | 'result' | 'assign' | 'pool' | 'errors';
+
+/** The orchestrator's tunables, passed to every function as environment variables. */
+export interface OrchestratorSettings {
+  /** @default 60000 (LEASE_MS) */
+  readonly leaseMs?: number;
+  /** @default 3 (MAX_ATTEMPTS) */
+  readonly maxAttempts?: number;
+  /** @default 2000 (PROPOSAL_WINDOW_MS) */
+  readonly proposalWindowMs?: number;
+  /** @default 86400000, 24 h (RETENTION_MS) */
+  readonly retentionMs?: number;
+  /** @default 900000, 15 min (DEFAULT_DEADLINE_MS) */
+  readonly defaultDeadlineMs?: number;
+}
+
+/** Props of {@link OrchestratorFunction}. */
+export interface OrchestratorFunctionProps {
+  /** Which handler: `functions/<name>/handler.ts`. */
+  readonly name: FunctionName;
+  /** The Porchlight table (read and write), imported by its literal name. */
+  readonly table: dynamodb.ITable;
+  /** The timer queue (send only). */
+  readonly timerQueue: sqs.IQueue;
+  /** Topics the function publishes; iot:Publish is granted on exactly these, in every task root. */
+  readonly publishes: readonly PublishKind[];
+  /**
+   * Whether the function reads an identity's thing groups to verify accreditations.
+   * @default false
+   */
+  readonly readsThingGroups?: boolean;
+  /**
+   * Memory, MB (256–512).
+   * @default 256
+   */
+  readonly memorySize?: number;
+  /**
+   * Timeout.
+   * @default Duration.seconds(30)
+   */
+  readonly timeout?: Duration;
+  /**
+   * Async invocations (IoT rules, EventBridge): where events go after the retries fail. Omit for
+   * functions invoked synchronously (the SQS-fed timer).
+   * @default no on-failure destination
+   */
+  readonly onFailure?: sqs.IQueue;
+  /** @default the defaults of {@link OrchestratorSettings} */
+  readonly settings?: OrchestratorSettings;
+}
+
+/** The repository root: bundling resolves dependencies from its lock file. */
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+const RETAINED: ReadonlySet<PublishKind> = new Set(['status', 'result']);
+
+function topicPatterns(kind: PublishKind): string[] {
+  if (kind === 'errors') return ['agents/*/errors'];
+  return TASK_ROOTS.map((root) => (kind === 'status' || kind === 'result' ? `${root}/*/${kind}` : `${root}/*/${kind}/*`));
+}
+
+/** The table's name, which must be a literal so the index grant can be acknowledged by name. */
+function literalTableName(table: dynamodb.ITable): string {
+  if (Token.isUnresolved(table.tableName)) throw new Error(`table ${table.node.path} must be imported by its literal name (Table.fromTableName), not by reference`);
+  return table.tableName;
+}
+
+function positiveInt(name: string, value: number): string {
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${value}`);
+  return String(value);
+}
+
+/**
+ * One orchestrator Lambda function (Node.js, ARM64, esbuild bundle with the AWS SDK inside) with
+ * exactly the permissions its handler needs: table read/write, send to the timer queue,
+ * iot:Publish on the topics it publishes, and IoT endpoint discovery.
+ */
+export class OrchestratorFunction extends Construct {
+  /** The function. */
+  public readonly function: nodejs.NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: OrchestratorFunctionProps) {
+    super(scope, id);
+    const memorySize = props.memorySize ?? 256;
+    if (memorySize < 256 || memorySize > 512) throw new Error(`${id}: memorySize must be 256–512 MB, got ${memorySize}`);
+    const timeout = props.timeout ?? Duration.seconds(30);
+    if (timeout.toSeconds() < 3 || timeout.toSeconds() > 300) throw new Error(`${id}: timeout must be 3–300 seconds`);
+    const s = props.settings ?? {};
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry: handlerEntry(props.name),
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize,
+      timeout,
+      logGroup,
+      description: `Porchlight ${props.name}`,
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        // The SDK is bundled so the deployed code runs the versions the tests ran.
+        externalModules: [],
+      },
+      environment: {
+        NODE_OPTIONS: '--enable-source-maps',
+        TABLE_NAME: props.table.tableName,
+        TIMER_QUEUE_URL: props.timerQueue.queueUrl,
+        POWERTOOLS_SERVICE_NAME: `porchlight-${props.name}`,
+        POWERTOOLS_METRICS_NAMESPACE: 'Porchlight',
+        LEASE_MS: positiveInt('leaseMs', s.leaseMs ?? 60_000),
+        MAX_ATTEMPTS: positiveInt('maxAttempts', s.maxAttempts ?? 3),
+        PROPOSAL_WINDOW_MS: positiveInt('proposalWindowMs', s.proposalWindowMs ?? 2_000),
+        RETENTION_MS: positiveInt('retentionMs', s.retentionMs ?? 24 * 60 * 60 * 1000),
+        DEFAULT_DEADLINE_MS: positiveInt('defaultDeadlineMs', s.defaultDeadlineMs ?? 15 * 60 * 1000),
+      },
+    });
+
+    props.table.grantReadWriteData(this.function);
+    props.timerQueue.grantSendMessages(this.function);
+    if (props.onFailure) {
+      this.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(props.onFailure) });
+    }
+
+    const stack = Stack.of(this);
+    const topicArn = (p: string): string => stack.formatArn({ service: 'iot', resource: 'topic', resourceName: p });
+    const plain = props.publishes.filter((k) => !RETAINED.has(k)).flatMap(topicPatterns);
+    const retained = props.publishes.filter((k) => RETAINED.has(k)).flatMap(topicPatterns);
+    if (plain.length > 0) this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: plain.map(topicArn) }));
+    if (retained.length > 0) {
+      this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish', 'iot:RetainPublish'], resources: retained.map(topicArn) }));
+    }
+    this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:DescribeEndpoint'], resources: ['*'] }));
+    if (props.readsThingGroups) {
+      this.function.addToRolePolicy(new iam.PolicyStatement({
+        actions: ['iot:ListThingGroupsForThing'],
+        resources: [stack.formatArn({ service: 'iot', resource: 'thing', resourceName: '*' })],
+      }));
+    }
+
+    acknowledge(this.function, 'AWSLambdaBasicExecutionRole only lets the function write its own CloudWatch log streams.', LAMBDA_BASIC_EXECUTION_FINDING);
+    const nagArn = (resource: string): string => `arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:${resource}`;
+    acknowledge(this.function, 'The wildcards of an IoT topic ARN stand for task, agent, step and pool ids, which exist only at run time; the topic structure itself is fixed.',
+      ...[...plain, ...retained].map((p) => wildcardResourceFinding(nagArn(`topic/${p}`))));
+    acknowledge(this.function, 'iot:DescribeEndpoint has no resource type; IAM accepts only "*" for it.', wildcardResourceFinding('*'));
+    acknowledge(this.function, 'DynamoDB grants include the table\'s own indexes (index/*): bySkill for matching and byDue for the sweeper.',
+      wildcardResourceFinding(`arn:<AWS::Partition>:dynamodb:<AWS::Region>:<AWS::AccountId>:table/${literalTableName(props.table)}/index/*`));
+    if (props.readsThingGroups) {
+      acknowledge(this.function, 'ListThingGroupsForThing is asked about whichever identity sent the résumé, known only at run time.', wildcardResourceFinding(nagArn('thing/*')));
+    }
+  }
+}

@@ -52,21 +52,6 @@ export async function flush(publisher: Publisher, messages: readonly OutboundMes
 }
 
 /**
- * Removes from `outbox` the messages that were published (matched by identity first, then by
- * content, since the outbox may have been reloaded from storage in between).
- */
-export function withoutPublished(outbox: readonly OutboundMessage[], published: readonly OutboundMessage[]): OutboundMessage[] {
-  const pending = published.map((m) => canonicalJson(m));
-  const result: OutboundMessage[] = [];
-  for (const message of outbox) {
-    const i = pending.indexOf(canonicalJson(message));
-    if (i >= 0) pending.splice(i, 1);
-    else result.push(message);
-  }
-  return result;
-}
-
-/**
  * A stable JSON serialisation (object keys sorted, `undefined` members dropped) used to recognise
  * a redelivered message: storage such as DynamoDB does not keep key order, so plain
  * `JSON.stringify` would call two equal values different.

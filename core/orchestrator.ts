@@ -175,14 +175,16 @@ export class Orchestrator {
 
     const record: ProposalRecord = { taskId, agentId, proposal, receivedAt: msg.receivedAt };
     const stored = await this.deps.tasks.putProposal(record);
-    if (!stored) return { status: 'duplicate', detail: `proposal of ${agentId} for task ${taskId} already stored` };
-    this.log('info', 'proposal stored', { taskId, agentId, decline: isDecline(proposal) });
+    if (stored) this.log('info', 'proposal stored', { taskId, agentId, decline: isDecline(proposal) });
 
+    // Checked on a redelivery too: the first delivery may have stored the proposal and then failed while planning.
     const answered = (await this.deps.tasks.listProposals(taskId)).map((p) => p.agentId);
     if (allEligibleAnswered(task, answered)) {
       const closed = await this.closeWindow(taskId);
-      return { status: 'accepted', detail: `proposal stored; every eligible agent answered, window closed early (${summary(closed)})` };
+      const detail = `every eligible agent answered, window closed early (${summary(closed)})`;
+      return stored ? { status: 'accepted', detail: `proposal stored; ${detail}` } : { status: 'duplicate', detail: `proposal already stored; ${detail}` };
     }
+    if (!stored) return { status: 'duplicate', detail: `proposal of ${agentId} for task ${taskId} already stored` };
     return { status: 'accepted', detail: `proposal stored (${isDecline(proposal) ? 'decline' : `${proposal.steps.length} step(s)`})` };
   }
 

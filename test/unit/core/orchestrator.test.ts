@@ -360,6 +360,21 @@ describe('Orchestrator', () => {
       expect(h.publisher.messages).toHaveLength(published);
     });
 
+    it('closes the window on a redelivered last proposal when planning failed the first time', async () => {
+      const h = harness();
+      await register(h, 'sql-agent', ['sql-optimiser']);
+      await register(h, 'chart-agent', ['nl2chart']);
+      await submit(h);
+      await propose(h, 't1', 'sql-agent', [SQL_STEP]);
+      const findBySkill = h.registry.findBySkill.bind(h.registry);
+      h.registry.findBySkill = async () => { throw new Error('registry unavailable (injected)'); };
+      await expect(propose(h, 't1', 'chart-agent', [CHART_STEP])).rejects.toThrow(/registry unavailable/);
+      expect(status(h).state).toBe('submitted');
+      h.registry.findBySkill = findBySkill;
+      expect(await propose(h, 't1', 'chart-agent', [CHART_STEP])).toMatchObject({ status: 'duplicate', detail: expect.stringMatching(/closed early/) });
+      expect(status(h).state).toBe('working');
+    });
+
     it('rejects a proposal published under the wrong topic root', async () => {
       const h = harness();
       await submit(h);

@@ -200,6 +200,16 @@ function internArtifact(g: Graph, name: string): number {
   return i;
 }
 
+/** Interned indices of `names`, without duplicates. */
+function internAll(g: Graph, names: readonly string[]): number[] {
+  const out: number[] = [];
+  for (const name of names) {
+    const i = internArtifact(g, name);
+    if (!out.includes(i)) out.push(i);
+  }
+  return out;
+}
+
 function buildGraph(input: PlanInput, notes: string[]): Graph {
   const { request, agents } = input;
   const g: Graph = {
@@ -224,18 +234,22 @@ function buildGraph(input: PlanInput, notes: string[]): Graph {
       bidProblem = `invalid proposal: ${(err as Error).message}`;
       notes.push(`ignored the bid from ${bid.agentId}: ${(err as Error).message}`);
     }
-    const agentProblem = bidProblem ?? agentExclusion(agents.get(bid.agentId), request.constraints);
+    const agent = agents.get(bid.agentId);
+    const agentProblem = bidProblem ?? agentExclusion(agent, request.constraints);
+    // Most steps carry no data classes of their own: judge the agent once for all of them.
+    const plainProblem = agentProblem ?? stepExclusion(agent!, {}, request.constraints);
     for (const step of bid.steps) {
       const key = `${bid.agentId}/${step.id}`;
-      const produces = [...new Set(step.produces)].map((a) => internArtifact(g, a));
-      const reason = agentProblem ?? stepExclusion(agents.get(bid.agentId)!, step, request.constraints);
+      const produces = internAll(g, step.produces);
+      const ownClasses = step.dataClasses !== undefined && step.dataClasses.length > 0;
+      const reason = agentProblem ?? (ownClasses ? stepExclusion(agent!, step, request.constraints) : plainProblem);
       if (reason !== undefined) {
         const exclusion = { key, reason };
         g.excluded.push(exclusion);
         for (const a of produces) g.excludedProducers[a]!.push(exclusion);
         continue;
       }
-      const consumes = [...new Set(step.consumes)].map((a) => internArtifact(g, a));
+      const consumes = internAll(g, step.consumes);
       const s = g.steps.length;
       g.steps.push({ key, agentId: bid.agentId, step, consumes, produces });
       for (const a of produces) g.producers[a]!.push(s);
@@ -440,11 +454,25 @@ function exactSearch(
 ): { best: Solution | undefined; complete: boolean } {
   const nA = g.names.length;
   const nS = g.steps.length;
-  const options: number[][] = g.producers.map((ps) =>
-    ps.filter((s) => enabled[s] === 1 && d.stepUsd[s] !== Infinity).sort((s, t) => d.stepUsd[s]! - d.stepUsd[t]! || d.stepMs[s]! - d.stepMs[t]! || compareStrings(g.steps[s]!.key, g.steps[t]!.key)),
-  );
+  const own = (s: number): number => g.steps[s]!.step.estUsd;
+  // Built on first need (most artifacts never become pending). Sorted by own cost, so the loop over
+  // fresh producers can stop at the first one that cannot beat the best plan.
+  const optionCache: (number[] | undefined)[] = new Array<number[] | undefined>(nA);
   const minUsd = new Float64Array(nA).fill(Infinity);
-  for (let a = 0; a < nA; a += 1) for (const s of options[a]!) minUsd[a] = Math.min(minUsd[a]!, g.steps[s]!.step.estUsd);
+  // The least a fresh step can charge per artifact it makes: a step making k pending artifacts pays for all k.
+  const minShare = new Float64Array(nA).fill(Infinity);
+  const options = (a: number): number[] => {
+    let list = optionCache[a];
+    if (list === undefined) {
+      list = g.producers[a]!
+        .filter((s) => enabled[s] === 1 && d.stepUsd[s] !== Infinity)
+        .sort((s, t) => own(s) - own(t) || d.stepUsd[s]! - d.stepUsd[t]! || d.stepMs[s]! - d.stepMs[t]! || compareStrings(g.steps[s]!.key, g.steps[t]!.key));
+      optionCache[a] = list;
+      if (list.length > 0) minUsd[a] = own(list[0]!);
+      for (const s of list) minShare[a] = Math.min(minShare[a]!, own(s) / g.steps[s]!.produces.length);
+    }
+    return list;
+  };
 
   const assign = new Int32Array(nA).fill(-1);
   const uses = new Int32Array(nS);
@@ -457,33 +485,66 @@ function exactSearch(
   let nodes = 0;
   let complete = true;
 
-  const addPending = (a: number, added: number[]): void => {
+  const addPending = (a: number): void => {
     if (g.source[a] === 1 || assign[a] !== -1 || inPending[a] === 1) return;
+    options(a);
     inPending[a] = 1;
     pending.push(a);
-    added.push(a);
   };
+  // Every pending artifact no chosen step makes needs a fresh step: at least its dearest cheapest
+  // producer, and at least the sum of per-artifact shares (a fresh step's cost split over what it makes).
   const lowerBound = (): number => {
-    let lb = 0;
-    for (const a of pending) if (chosenProducers[a] === 0) lb = Math.max(lb, minUsd[a]!);
-    return lb;
+    let dearest = 0;
+    let shares = 0;
+    for (const a of pending) {
+      if (chosenProducers[a] !== 0) continue;
+      dearest = Math.max(dearest, minUsd[a]!);
+      shares += minShare[a]!;
+    }
+    return Math.max(dearest, shares);
   };
   // True when step s already (transitively) consumes artifact target: assigning target to s would close a cycle.
+  const visitedAt = new Int32Array(nA);
+  const stack: number[] = [];
+  let visit = 0;
   const dependsOn = (s: number, target: number): boolean => {
-    const stack = [...g.steps[s]!.consumes];
-    const seen = new Set<number>();
+    visit += 1;
+    stack.length = 0;
+    for (const c of g.steps[s]!.consumes) stack.push(c);
     while (stack.length > 0) {
       const a = stack.pop()!;
       if (a === target) return true;
-      if (seen.has(a)) continue;
-      seen.add(a);
+      if (visitedAt[a] === visit) continue;
+      visitedAt[a] = visit;
       const p = assign[a]!;
       if (p !== -1) for (const c of g.steps[p]!.consumes) stack.push(c);
     }
     return false;
   };
 
-  const dfs = (usd: number): void => {
+  const branch = (a: number, s: number, usd: number): void => {
+    if (dependsOn(s, a)) return;
+    const fresh = uses[s] === 0;
+    const next = fresh ? usd + own(s) : usd;
+    assign[a] = s;
+    uses[s]! += 1;
+    const before = pending.length;
+    if (fresh) {
+      chosenSteps.push(s);
+      for (const p of g.steps[s]!.produces) chosenProducers[p]! += 1;
+      for (const c of g.steps[s]!.consumes) addPending(c);
+    }
+    if (next + lowerBound() < bestUsd - EPS) dfs(next);
+    while (pending.length > before) inPending[pending.pop()!] = 0;
+    if (fresh) {
+      chosenSteps.pop();
+      for (const p of g.steps[s]!.produces) chosenProducers[p]! -= 1;
+    }
+    uses[s]! -= 1;
+    assign[a] = -1;
+  };
+
+  function dfs(usd: number): void {
     nodes += 1;
     if (nodes > EXACT_SEARCH_NODE_LIMIT) {
       complete = false;
@@ -502,48 +563,30 @@ function exactSearch(
     // Branch on the pending artifact with the fewest producers: fail early, branch narrowly.
     let pick = 0;
     for (let i = 1; i < pending.length; i += 1) {
-      if (options[pending[i]!]!.length < options[pending[pick]!]!.length) pick = i;
+      if (options(pending[i]!).length < options(pending[pick]!).length) pick = i;
     }
     const a = pending[pick]!;
+    const bound = lowerBound();
     pending[pick] = pending[pending.length - 1]!;
     pending.pop();
     inPending[a] = 0;
-    const order = [...options[a]!].sort((s, t) => (uses[s]! > 0 ? 0 : 1) - (uses[t]! > 0 ? 0 : 1));
-    for (const s of order) {
-      if (!complete) break;
-      const fresh = uses[s] === 0;
-      const next = fresh ? usd + g.steps[s]!.step.estUsd : usd;
-      if (next >= bestUsd - EPS) continue;
-      if (dependsOn(s, a)) continue;
-      assign[a] = s;
-      uses[s]! += 1;
-      const added: number[] = [];
-      if (fresh) {
-        chosenSteps.push(s);
-        for (const p of g.steps[s]!.produces) chosenProducers[p]! += 1;
-        for (const c of g.steps[s]!.consumes) addPending(c, added);
-      }
-      if (next + lowerBound() < bestUsd - EPS) dfs(next);
-      for (const c of added) {
-        inPending[c] = 0;
-        pending.splice(pending.lastIndexOf(c), 1);
-      }
-      if (fresh) {
-        chosenSteps.pop();
-        for (const p of g.steps[s]!.produces) chosenProducers[p]! -= 1;
-      }
-      uses[s]! -= 1;
-      assign[a] = -1;
+    const producers = options(a);
+    // Producers already in the plan first (free), then fresh ones by own cost.
+    if (chosenProducers[a]! > 0) {
+      for (const s of [...chosenSteps]) if (complete && g.steps[s]!.produces.includes(a)) branch(a, s, usd);
+    }
+    for (const s of producers) {
+      if (!complete || usd + Math.max(own(s), bound) >= bestUsd - EPS) break;
+      if (uses[s] === 0) branch(a, s, usd);
     }
     pending.push(a);
-    // Restore the original position so the caller's undo (lastIndexOf) still finds its own entries.
+    // Restore the exact order: the caller undoes its additions by truncating pending to its old length.
     const last = pending.length - 1;
     [pending[pick], pending[last]] = [pending[last]!, pending[pick]!];
     inPending[a] = 1;
-  };
+  }
 
-  const added: number[] = [];
-  for (const a of needed) addPending(a, added);
+  for (const a of needed) addPending(a);
   dfs(0);
   return { best, complete };
 }

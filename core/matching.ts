@@ -37,8 +37,23 @@ export const MATCH_WEIGHTS: MatchWeights = {
   unmeasuredSuccessRate: 0.9,
 };
 
-/** Builds a matcher with the given weights (tests and tuning use this; production uses {@link rankAgents}). */
-export function createRankAgents(weights: MatchWeights): RankAgents {
+/**
+ * How much of the ranking the audit keeps. The audit is stored with the step (DynamoDB items are
+ * at most 400 KB) and a popular skill has thousands of agents; re-assignment calls the matcher
+ * again with the failed agents excluded, so it never needs the tail.
+ */
+export interface MatchAuditLimits {
+  /** Best-ranked candidates kept, each with its `why`. */
+  readonly ranked: number;
+  /** Excluded candidates kept (in candidate order), each with its reason. */
+  readonly excluded: number;
+}
+
+/** Default audit limits. */
+export const MATCH_AUDIT_LIMITS: MatchAuditLimits = { ranked: 10, excluded: 20 };
+
+/** Builds a matcher with the given weights and audit limits (tests and tuning use this; production uses {@link rankAgents}). */
+export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits = MATCH_AUDIT_LIMITS): RankAgents {
   return (step, candidates, context) => {
     const { constraints } = context;
     const regions = allowedRegions(constraints);
@@ -54,7 +69,7 @@ export function createRankAgents(weights: MatchWeights): RankAgents {
       seen.add(agent.agentId);
       const reason = exclusion(agent);
       if (reason !== undefined) {
-        excluded.push({ agentId: agent.agentId, reason });
+        if (excluded.length < limits.excluded) excluded.push({ agentId: agent.agentId, reason });
         continue;
       }
       const t = agent.telemetry;
@@ -92,23 +107,28 @@ export function createRankAgents(weights: MatchWeights): RankAgents {
       minUsd = Math.min(minUsd, e.usd);
       minP95 = Math.min(minP95, e.p95);
     }
-    const ranked = eligible.map((e) => {
-      const costTerm = ratio(minUsd, e.usd);
-      const latencyTerm = ratio(minP95, e.p95);
-      const loadTerm = e.capacity === Infinity ? 1 : 1 - e.active / e.capacity;
-      const proposerTerm = e.agent.agentId === step.proposedBy ? 1 : 0;
+    const scored = eligible.map((e) => {
+      const terms = {
+        cost: ratio(minUsd, e.usd),
+        latency: ratio(minP95, e.p95),
+        load: e.capacity === Infinity ? 1 : 1 - e.active / e.capacity,
+        proposer: e.agent.agentId === step.proposedBy ? 1 : 0,
+      };
       const score =
-        weights.cost * costTerm + weights.latency * latencyTerm + weights.success * e.success + weights.load * loadTerm + weights.proposer * proposerTerm;
+        weights.cost * terms.cost + weights.latency * terms.latency + weights.success * e.success + weights.load * terms.load + weights.proposer * terms.proposer;
+      return { e, terms, score };
+    });
+    scored.sort((a, b) => (a.score !== b.score ? b.score - a.score : a.e.agent.agentId < b.e.agent.agentId ? -1 : a.e.agent.agentId > b.e.agent.agentId ? 1 : 0));
+    const ranked = scored.slice(0, limits.ranked).map(({ e, terms, score }) => {
       const why = [
-        `cost $${e.usd} (${e.measured > 0 ? 'measured' : 'résumé'}) ${f(costTerm)}×${weights.cost}`,
-        `p95 ${e.p95} ms ${f(latencyTerm)}×${weights.latency}`,
+        `cost $${e.usd} (${e.measured > 0 ? 'measured' : 'résumé'}) ${f(terms.cost)}×${weights.cost}`,
+        `p95 ${e.p95} ms ${f(terms.latency)}×${weights.latency}`,
         `success ${f(e.success)}${e.measured > 0 ? ` over ${e.measured} runs` : ' (assumed)'} ×${weights.success}`,
-        `load ${e.active}/${e.capacity === Infinity ? '∞' : e.capacity} ${f(loadTerm)}×${weights.load}`,
-        ...(proposerTerm === 1 ? [`proposer +${weights.proposer}`] : []),
+        `load ${e.active}/${e.capacity === Infinity ? '∞' : e.capacity} ${f(terms.load)}×${weights.load}`,
+        ...(terms.proposer === 1 ? [`proposer +${weights.proposer}`] : []),
       ].join(', ');
       return { agentId: e.agent.agentId, score, why: `${why} = ${f(score)}` };
     });
-    ranked.sort((a, b) => (a.score !== b.score ? b.score - a.score : a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
     const audit: MatchAudit = { stepId: step.id, ranked, excluded };
     return ranked.length > 0 ? { ...audit, chosen: ranked[0]!.agentId } : audit;
   };

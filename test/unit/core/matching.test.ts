@@ -1,4 +1,4 @@
-import { createRankAgents, MATCH_WEIGHTS, rankAgents } from '../../../core/matching';
+import { createRankAgents, MATCH_AUDIT_LIMITS, MATCH_WEIGHTS, rankAgents } from '../../../core/matching';
 import type { AgentRecord } from '../../../core/model';
 import type { MatchContext } from '../../../core/plan-types';
 import { Resume, type AgentState, type Constraints, type Telemetry } from '../../../core/schemas';
@@ -131,6 +131,25 @@ describe('matching', () => {
         const audit = rankAgents(step, [agent('free', { usd: 0 }), agent('paid', { usd: 0.02 })], context());
         expect(audit.chosen).toBe('free');
         expect(audit.ranked.every((r) => Number.isFinite(r.score))).toBe(true);
+      });
+    });
+
+    describe('when there are many candidates', () => {
+      it('keeps only the best-ranked and the first excluded in the audit, still choosing the best', () => {
+        const many = Array.from({ length: 50 }, (_, i) => agent(`a${String(i).padStart(2, '0')}`, { usd: 0.01 + i / 1000, state: i % 2 === 0 ? 'online' : 'offline' }));
+        const audit = rankAgents(step, many, context());
+        expect(audit.chosen).toBe('a00');
+        expect(audit.ranked).toHaveLength(MATCH_AUDIT_LIMITS.ranked);
+        expect(audit.ranked.map((r) => r.agentId)).toEqual(['a00', 'a02', 'a04', 'a06', 'a08', 'a10', 'a12', 'a14', 'a16', 'a18']);
+        expect(audit.excluded).toHaveLength(MATCH_AUDIT_LIMITS.excluded);
+        expect(audit.excluded[0]).toEqual({ agentId: 'a01', reason: 'agent is offline' });
+      });
+
+      it('honours custom limits', () => {
+        const rank = createRankAgents(MATCH_WEIGHTS, { ranked: 2, excluded: 0 });
+        const audit = rank(step, [agent('a'), agent('b'), agent('c'), agent('d', { state: 'offline' })], context());
+        expect(audit.ranked.map((r) => r.agentId)).toEqual(['a', 'b']);
+        expect(audit.excluded).toEqual([]);
       });
     });
 

@@ -76,6 +76,11 @@ export async function discoverDataEndpoint(iot: IoTClient): Promise<string> {
   return `https://${address}`;
 }
 
+/** The local CA's file when ACCREDITATION_FILE is set (local stack), else IoT thing groups. */
+export function createVerifier(settings: Pick<FunctionSettings, 'accreditationFile'>, clients: Pick<AwsClients, 'iot'>): AccreditationVerifier {
+  return settings.accreditationFile !== undefined ? new FileAccreditationVerifier(settings.accreditationFile) : new IotAccreditationVerifier(clients.iot);
+}
+
 /** Everything a handler needs, built once per cold start. */
 export interface Runtime {
   readonly settings: FunctionSettings;
@@ -100,9 +105,6 @@ export function createRuntime(settings: FunctionSettings): Runtime {
   const orchestrator = new Orchestrator({
     tasks, registry, publisher, timer, clock, ids: new CryptoIdGenerator(), config: settings.orchestrator, sha256, log: obs.log,
   });
-  const verifier: AccreditationVerifier = settings.accreditationFile !== undefined
-    ? new FileAccreditationVerifier(settings.accreditationFile)
-    : new IotAccreditationVerifier(clients.iot);
-  const registryService = new RegistryService({ registry, verifier, publisher, clock, orchestrator, log: obs.log });
+  const registryService = new RegistryService({ registry, verifier: createVerifier(settings, clients), publisher, clock, orchestrator, log: obs.log });
   return { settings, obs, clients, clock, timer, orchestrator, registryService };
 }

@@ -1,0 +1,55 @@
+import { ConfigError } from '../../../../core/errors';
+import { DEFAULT_ORCHESTRATOR_CONFIG } from '../../../../core/orchestrator';
+import { loadSettings } from '../../../../functions/lib/settings';
+import { setTestEnv, TEST_ENV } from '../helpers/handler-env';
+
+describe('loadSettings', () => {
+  describe('a complete environment', () => {
+    it('reads every variable, with orchestrator defaults for those unset', () => {
+      const settings = loadSettings('intake', { ...TEST_ENV, LEASE_MS: '5000', ACCREDITATION_FILE: '/tmp/a.json', DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000' });
+      expect(settings).toEqual({
+        functionName: 'intake',
+        tableName: TEST_ENV.TABLE_NAME,
+        timerQueueUrl: TEST_ENV.TIMER_QUEUE_URL,
+        iotDataEndpoint: TEST_ENV.IOT_DATA_ENDPOINT,
+        dynamodbEndpoint: 'http://127.0.0.1:8000',
+        accreditationFile: '/tmp/a.json',
+        region: 'eu-central-1',
+        orchestrator: { ...DEFAULT_ORCHESTRATOR_CONFIG, leaseMs: 5000 },
+      });
+    });
+  });
+
+  describe('a missing or bad variable', () => {
+    it.each([
+      ['TABLE_NAME', { TABLE_NAME: '' }],
+      ['TIMER_QUEUE_URL', { TIMER_QUEUE_URL: '' }],
+      ['TIMER_QUEUE_URL', { TIMER_QUEUE_URL: 'porchlight-timers' }],
+      ['IOT_DATA_ENDPOINT', { IOT_DATA_ENDPOINT: 'a1b2-ats.iot.eu-central-1.amazonaws.com' }],
+      ['SQS_ENDPOINT', { SQS_ENDPOINT: 'localhost:9324' }],
+      ['MAX_ATTEMPTS', { MAX_ATTEMPTS: 'three' }],
+      ['PROPOSAL_WINDOW_MS', { PROPOSAL_WINDOW_MS: '10' }],
+      ['RETENTION_MS', { RETENTION_MS: '-1' }],
+      ['DEFAULT_DEADLINE_MS', { DEFAULT_DEADLINE_MS: '1e9' }],
+    ])('throws ConfigError naming %s', (name, override) => {
+      const run = () => loadSettings('planner', { ...TEST_ENV, ...override });
+      expect(run).toThrow(ConfigError);
+      expect(run).toThrow(new RegExp(`\\b${name}\\b`));
+    });
+  });
+
+  describe('a handler module loaded without its configuration', () => {
+    const saved = { ...process.env };
+    afterEach(() => {
+      process.env = { ...saved };
+    });
+
+    it.each(['intake', 'planner', 'progress', 'registry', 'presence', 'timer', 'sweeper'])('%s fails at load with ConfigError naming TIMER_QUEUE_URL', (fn) => {
+      setTestEnv();
+      delete process.env.TIMER_QUEUE_URL;
+      jest.isolateModules(() => {
+        expect(() => jest.requireActual(`../../../../functions/${fn}/handler`)).toThrow('environment variable TIMER_QUEUE_URL is required but not set');
+      });
+    });
+  });
+});

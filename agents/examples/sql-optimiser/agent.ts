@@ -32,9 +32,8 @@ export function declineReason(request: TaskRequest): string | undefined {
   const { input, want } = request;
   if (typeof input.sql !== 'string') return 'the request input has no sql string';
   if (input.tables === undefined) return 'the request input has no tables to run the SQL over';
-  const wantsOurs = want.some((w) => (PRODUCES as readonly string[]).includes(w));
-  const wantsDownstream = want.some((w) => !(w in input));
-  if (!wantsOurs && !wantsDownstream) return 'every wanted artifact is already in the input';
+  // Anything wanted and not given is either ours or may be derived from our rows downstream.
+  if (want.every((w) => w in input)) return 'every wanted artifact is already in the input';
   try {
     optimiseSql(input.sql, parseTables(input.tables));
   } catch (err) {

@@ -49,6 +49,9 @@ export interface MatchAuditLimits {
   readonly excluded: number;
 }
 
+/** The rules that can exclude a candidate, in the order they are checked. */
+type ExclusionRule = 'state' | 'excluded' | 'skill' | 'region' | 'data-class' | 'accreditation' | 'capacity';
+
 /** Default audit limits. */
 export const MATCH_AUDIT_LIMITS: MatchAuditLimits = { ranked: 10, excluded: 20 };
 
@@ -67,9 +70,9 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
     for (const agent of candidates) {
       if (seen.has(agent.agentId)) continue;
       seen.add(agent.agentId);
-      const reason = exclusion(agent);
-      if (reason !== undefined) {
-        if (excluded.length < limits.excluded) excluded.push({ agentId: agent.agentId, reason });
+      const rule = excludedBy(agent);
+      if (rule !== undefined) {
+        if (excluded.length < limits.excluded) excluded.push({ agentId: agent.agentId, reason: reason(rule, agent) });
         continue;
       }
       const t = agent.telemetry;
@@ -85,20 +88,36 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
       });
     }
 
-    function exclusion(agent: AgentRecord): string | undefined {
-      if (agent.state !== 'online') return `agent is ${agent.state}`;
-      if (exclude.has(agent.agentId)) return 'excluded for this step (failed or lost it before)';
-      if (!agent.resume.skills.includes(step.skill)) return `résumé lacks skill ${step.skill}`;
-      if (regions !== undefined && !regions.includes(agent.resume.region)) return `region ${agent.resume.region} not in [${regions.join(', ')}]`;
-      const handled = agent.resume.dataClasses ?? [];
-      const lacking = classes.filter((c) => !handled.includes(c));
-      if (lacking.length > 0) return `résumé lacks data class ${lacking.join(', ')}`;
-      const missing = accreditations.filter((a) => !agent.verifiedAccredit.includes(a));
-      if (missing.length > 0) return `missing verified accreditation ${missing.join(', ')}`;
-      const active = agent.load?.active ?? 0;
-      const capacity = capacityOf(agent);
-      if (active >= capacity) return `at capacity (${active}/${capacity} active)`;
+    // Which rule excludes the agent; the reason text is built only for the excluded entries the audit keeps.
+    function excludedBy(agent: AgentRecord): ExclusionRule | undefined {
+      if (agent.state !== 'online') return 'state';
+      if (exclude.has(agent.agentId)) return 'excluded';
+      if (!agent.resume.skills.includes(step.skill)) return 'skill';
+      if (regions !== undefined && !regions.includes(agent.resume.region)) return 'region';
+      const handled = agent.resume.dataClasses;
+      if (classes.length > 0 && (handled === undefined || !classes.every((c) => handled.includes(c)))) return 'data-class';
+      if (!accreditations.every((a) => agent.verifiedAccredit.includes(a))) return 'accreditation';
+      if ((agent.load?.active ?? 0) >= capacityOf(agent)) return 'capacity';
       return undefined;
+    }
+
+    function reason(rule: ExclusionRule, agent: AgentRecord): string {
+      switch (rule) {
+        case 'state':
+          return `agent is ${agent.state}`;
+        case 'excluded':
+          return 'excluded for this step (failed or lost it before)';
+        case 'skill':
+          return `résumé lacks skill ${step.skill}`;
+        case 'region':
+          return `region ${agent.resume.region} not in [${(regions ?? []).join(', ')}]`;
+        case 'data-class':
+          return `résumé lacks data class ${classes.filter((c) => !(agent.resume.dataClasses ?? []).includes(c)).join(', ')}`;
+        case 'accreditation':
+          return `missing verified accreditation ${accreditations.filter((a) => !agent.verifiedAccredit.includes(a)).join(', ')}`;
+        case 'capacity':
+          return `at capacity (${agent.load?.active ?? 0}/${capacityOf(agent)} active)`;
+      }
     }
 
     let minUsd = Infinity;

@@ -138,6 +138,7 @@ function main(): void {
     let planSteps = 0;
     let candidates = 0;
     let failures = 0;
+    let bounded = 0;
     const planCpu: number[] = [];
     const matchCpu: number[] = [];
     const total = timeRuns(
@@ -150,6 +151,7 @@ function main(): void {
           failures += 1;
           return;
         }
+        if (outcome.notes.some((n) => n.includes('search stopped'))) bounded += 1;
         const context = { constraints: instance.request.constraints, exclude: [], now: NOW };
         candidates = 0;
         for (const step of outcome.steps) {
@@ -169,6 +171,7 @@ function main(): void {
     const plan = percentile(planCpu.slice(-repeats), 50);
     const growth = previous === undefined ? '—' : `${(plan / previous.plan / (proposals / previous.proposals)).toFixed(2)}×`;
     previous = { proposals, plan };
+    if (bounded > 0) console.log(`${proposals} proposals: the exact search hit its node limit in ${bounded} of ${warmup + repeats} runs`);
     rows.push([
       String(proposals),
       String(proposals * STEPS_PER_PROPOSAL),

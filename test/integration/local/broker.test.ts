@@ -1,0 +1,138 @@
+import { readFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type MqttClient } from 'mqtt';
+import { issueCertificate } from '../../../local/ca';
+import { awaitConnack, connectWithCertificate, MqttConnectError } from '../../../local/mqtt-connect';
+import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
+import { connectMqtt, nextMessage, startTestBroker, type TestBroker } from '../../helpers/local-stack';
+
+/** Resolves true when `client` receives anything on `topic` within `ms`, false otherwise. */
+function receivesWithin(client: MqttClient, topic: string, ms: number): Promise<boolean> {
+  return nextMessage(client, topic, ms).then(() => true, () => false);
+}
+
+describe('local broker (Mosquitto with the local CA)', () => {
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    broker = await startTestBroker();
+  }, 30_000);
+
+  afterAll(async () => {
+    await broker.cleanup();
+  });
+
+  describe('authentication', () => {
+    it('refuses a TLS client that presents no certificate', async () => {
+      const ca = await readFile(broker.broker.caPath);
+      const client = connect({ protocol: 'mqtts', host: '127.0.0.1', port: broker.mqttPort, protocolVersion: 5, ca, servername: 'localhost', reconnectPeriod: 0 });
+      await expect(awaitConnack(client, 5000, 'broker')).rejects.toBeInstanceOf(MqttConnectError);
+    });
+
+    it('refuses a certificate issued by another CA', async () => {
+      const otherDir = await mkdtemp(join(tmpdir(), 'porchlight-other-ca-'));
+      try {
+        const foreign = await issueCertificate(otherDir, 'agent-impostor', { kind: 'agent' });
+        await expect(
+          connectWithCertificate({ host: '127.0.0.1', port: broker.mqttPort, certPath: foreign.certPath, keyPath: foreign.keyPath, caPath: broker.broker.caPath, connectTimeoutMs: 5000 }),
+        ).rejects.toBeInstanceOf(MqttConnectError);
+      } finally {
+        await rm(otherDir, { recursive: true, force: true });
+      }
+    });
+
+    it('accepts a certificate from the local CA and forces the client id to the certificate CN', async () => {
+      const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
+      await orchestrator.subscribeAsync('agents/+/status', { qos: 1 });
+      const status = nextMessage(orchestrator, 'agents/agent-cn/status');
+      // The agent asks for another id; Mosquitto replaces it with its CN, so the ACL's %u and the
+      // client id always agree.
+      const agent = await connectMqtt(broker, 'agent-cn', { mqtt: { clientId: 'agent-someone-else' } });
+      await agent.publishAsync('agents/agent-cn/status', JSON.stringify({ v: 1, state: 'online' }), { qos: 1 });
+      await expect(status).resolves.toMatchObject({ topic: 'agents/agent-cn/status' });
+      const log = await readFile(broker.broker.mosquitto.paths.logPath, 'utf8');
+      expect(log).toMatch(/connected from 127\.0\.0\.1:\d+ as agent-cn /);
+    });
+  });
+
+  describe('authorisation from the policy model', () => {
+    it("rejects an agent's proposal published under another agent's name with PUBACK 135", async () => {
+      await broker.issue('agent-b', 'agent');
+      const agentA = await connectMqtt(broker, 'agent-a');
+      await expect(agentA.publishAsync('tasks/t1/proposal/agent-b', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      await expect(agentA.publishAsync('tasks/t1/proposal/agent-a', '{}', { qos: 1 })).resolves.toBeDefined();
+    });
+
+    it("does not deliver another agent's assignment even to a matching subscription", async () => {
+      const agentA = await connectMqtt(broker, 'agent-a2');
+      const agentB = await connectMqtt(broker, 'agent-b2');
+      const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
+      await agentA.subscribeAsync('tasks/+/assign/agent-b2', { qos: 1 });
+      await agentB.subscribeAsync('tasks/+/assign/agent-b2', { qos: 1 });
+      const snooped = receivesWithin(agentA, 'tasks/t2/assign/agent-b2', 1000);
+      const delivered = nextMessage(agentB, 'tasks/t2/assign/agent-b2');
+      await orchestrator.publishAsync('tasks/t2/assign/agent-b2', '{"v":1}', { qos: 1 });
+      await expect(delivered).resolves.toMatchObject({ topic: 'tasks/t2/assign/agent-b2' });
+      await expect(snooped).resolves.toBe(false);
+    });
+
+    it('lets only an accredited agent receive patient-data requests', async () => {
+      const accredited = await connectMqtt(broker, 'agent-gdpr', { accreditations: ['gdpr'] });
+      const plain = await connectMqtt(broker, 'agent-plain');
+      const client = await connectMqtt(broker, 'client-1', { accreditations: ['gdpr'] });
+      await accredited.subscribeAsync('patient-data/+/request', { qos: 1 });
+      await plain.subscribeAsync('patient-data/+/request', { qos: 1 });
+      const seenByPlain = receivesWithin(plain, 'patient-data/t3/request', 1000);
+      const seenByAccredited = nextMessage(accredited, 'patient-data/t3/request');
+      await client.publishAsync('patient-data/t3/request', '{"v":1}', { qos: 1 });
+      await expect(seenByAccredited).resolves.toMatchObject({ topic: 'patient-data/t3/request' });
+      await expect(seenByPlain).resolves.toBe(false);
+    });
+
+    it('refuses a client publishing task status, which only the orchestrator may', async () => {
+      const client = await connectMqtt(broker, 'client-2');
+      await expect(client.publishAsync('tasks/t4/status', '{}', { qos: 1, retain: true })).rejects.toMatchObject({ code: 135 });
+    });
+  });
+
+  describe('limits', () => {
+    it('accepts a 128 KB payload and refuses one byte more', async () => {
+      const agent = await connectMqtt(broker, 'agent-big');
+      await expect(agent.publishAsync('agents/agent-big/telemetry', Buffer.alloc(MAX_PAYLOAD_BYTES, 'a'), { qos: 1 })).resolves.toBeDefined();
+      // Mosquitto 2.0 answers PUBACK 0x95, which MQTT 5 does not allow on PUBACK; mqtt.js reports it
+      // as a protocol error and the connection closes. Either way the message is not delivered.
+      const errored = new Promise<Error>((resolve) => agent.once('error', resolve));
+      void agent.publishAsync('agents/agent-big/telemetry', Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 'a'), { qos: 1 }).catch(() => undefined);
+      await expect(errored).resolves.toBeInstanceOf(Error);
+    });
+  });
+
+  describe('WebSocket observer listener', () => {
+    function connectObserver(password: string): Promise<MqttClient> {
+      const client = connect(`ws://127.0.0.1:${broker.broker.wsPort}`, {
+        protocolVersion: 5, username: broker.broker.mosquitto.observer.username, password, reconnectPeriod: 0,
+      });
+      return awaitConnack(client, 5000, 'ws listener');
+    }
+
+    it('refuses a wrong password', async () => {
+      await expect(connectObserver('not-the-password')).rejects.toBeInstanceOf(MqttConnectError);
+    });
+
+    it('lets the observer read task status but not publish', async () => {
+      const observer = await connectObserver(broker.broker.mosquitto.observer.password);
+      try {
+        await observer.subscribeAsync('tasks/+/status', { qos: 1 });
+        const status = nextMessage(observer, 'tasks/t5/status');
+        const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
+        await orchestrator.publishAsync('tasks/t5/status', '{"v":1}', { qos: 1 });
+        await expect(status).resolves.toMatchObject({ topic: 'tasks/t5/status' });
+        await expect(observer.publishAsync('tasks/t5/request', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      } finally {
+        await observer.endAsync(true);
+      }
+    });
+  });
+});

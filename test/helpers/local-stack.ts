@@ -19,6 +19,9 @@
  *
  * Every client made by {@link connectMqtt} is force-closed by `cleanup()`, which then stops the
  * processes and deletes the state directory; tests need not close clients themselves.
+ *
+ * The full stack ({@link startTestStack}) runs the sweeper only when asked
+ * (`sweeperIntervalMs`), so tests see timers fire from the queue, not from a periodic sweep.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,6 +30,7 @@ import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { IdentityKind, IssuedCertificate } from '../../local/ca';
 import { ORCHESTRATOR_IDENTITY, startLocalBroker, type LocalBroker } from '../../local/broker';
 import { connectWithCertificate } from '../../local/mqtt-connect';
+import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../local/stack';
 import { quietLog, type StackLog } from '../../local/log';
 
 /** Anything with a broker and a CA: a {@link TestBroker} or a full test stack. */
@@ -90,6 +94,55 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     cleanup: async () => {
       await closeClients(target);
       await broker.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+  return target;
+}
+
+/** A running full local stack for a test. */
+export interface TestStack extends MqttTestTarget {
+  readonly stack: LocalStack;
+  /** The temporary state directory (deleted by cleanup). */
+  readonly stateDir: string;
+  /** Closes every client from connectMqtt, stops the stack, deletes the state directory. */
+  cleanup(): Promise<void>;
+}
+
+/** Options for {@link startTestStack}: anything startLocalStack takes except where state lives. */
+export type TestStackOptions = Omit<LocalStackOptions, 'stateDir' | 'inMemory'>;
+
+/**
+ * Starts the full local stack for a test: DynamoDB Local in memory, Mosquitto, the data-plane and
+ * SQS shims, the function environments (real handlers unless `resolveHandler` says otherwise)
+ * and the rules engine, all on free ports, in a fresh temporary directory. Takes a few seconds
+ * (DynamoDB Local's JVM and the handlers' cold starts): give beforeAll a 60 s timeout.
+ *
+ * ```ts
+ * let t: TestStack;
+ * beforeAll(async () => { t = await startTestStack({ functionEnv: { PROPOSAL_WINDOW_MS: '300' } }); }, 60_000);
+ * afterAll(() => t.cleanup());
+ * // t.stack.endpoints, t.stack.env, t.stack.paths.deadLetters, connectMqtt(t, 'client-1'), t.stack.rulesEngine.idle()
+ * ```
+ */
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const stateDir = await makeStateDir();
+  let stack: LocalStack;
+  try {
+    stack = await startLocalStack({ log: quietLog('test-stack'), sweeperIntervalMs: false, ...options, stateDir, inMemory: true });
+  } catch (err) {
+    await rm(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+  const target: TestStack = {
+    stack,
+    stateDir,
+    mqttHost: stack.endpoints.mqttHost,
+    mqttPort: stack.endpoints.mqttPort,
+    issue: (identity, kind, accreditations) => stack.issue(identity, kind, accreditations),
+    cleanup: async () => {
+      await closeClients(target);
+      await stack.stop();
       await rm(stateDir, { recursive: true, force: true });
     },
   };

@@ -42,21 +42,63 @@ export function validateProposal(steps: readonly ProposedStep[]): void {
     ids.add(step.id);
   }
   for (const step of steps) {
-    const own = step.consumes.find((a) => step.produces.includes(a));
-    if (own !== undefined) throw new InvalidDagError(`step '${step.id}' consumes '${own}', which it produces itself`);
+    for (const own of step.consumes) {
+      if (step.produces.includes(own)) throw new InvalidDagError(`step '${step.id}' consumes '${own}', which it produces itself`);
+    }
   }
-  const producerOf = new Map<string, string>();
-  for (const step of steps) {
+  const producerOf = new Map<string, number>();
+  for (let i = 0; i < steps.length; i += 1) {
+    const step = steps[i]!;
     for (const artifact of step.produces) {
       const other = producerOf.get(artifact);
-      if (other !== undefined && other !== step.id) {
-        throw new InvalidDagError(`artifact '${artifact}' is produced by both step '${other}' and step '${step.id}'; it is ambiguous`);
+      if (other !== undefined && other !== i) {
+        throw new InvalidDagError(`artifact '${artifact}' is produced by both step '${steps[other]!.id}' and step '${step.id}'; it is ambiguous`);
       }
-      producerOf.set(artifact, step.id);
+      producerOf.set(artifact, i);
     }
   }
   for (const step of steps) checkEstimates(step);
-  topologicalOrder(steps);
+  // The planner validates every bid of every task, so the common (acyclic) case gets a cheap check
+  // over the producer map already built; only a cyclic proposal pays for the full ordering that
+  // names the cycle.
+  if (hasCycle(steps, producerOf)) topologicalOrder(steps);
+}
+
+/**
+ * True when following consumes → (unique) producer edges from some step returns to it. Iterative
+ * depth-first search with on-path marks; each step and edge is visited once.
+ */
+function hasCycle(steps: readonly ProposedStep[], producerOf: ReadonlyMap<string, number>): boolean {
+  const n = steps.length;
+  const state = new Uint8Array(n); // 0 unseen, 1 on the DFS path, 2 done
+  const pathNode = new Int32Array(n);
+  const pathEdge = new Int32Array(n);
+  for (let root = 0; root < n; root += 1) {
+    if (state[root] !== 0) continue;
+    let depth = 1;
+    pathNode[0] = root;
+    pathEdge[0] = 0;
+    state[root] = 1;
+    while (depth > 0) {
+      const i = pathNode[depth - 1]!;
+      const consumes = steps[i]!.consumes;
+      const e = pathEdge[depth - 1]!;
+      if (e === consumes.length) {
+        state[i] = 2;
+        depth -= 1;
+        continue;
+      }
+      pathEdge[depth - 1] = e + 1;
+      const p = producerOf.get(consumes[e]!);
+      if (p === undefined || state[p] === 2) continue;
+      if (state[p] === 1) return true;
+      state[p] = 1;
+      pathNode[depth] = p;
+      pathEdge[depth] = 0;
+      depth += 1;
+    }
+  }
+  return false;
 }
 
 function checkEstimates(step: ProposedStep): void {

@@ -18,7 +18,7 @@
 import { requiredAccreditations } from './data-classes';
 import { validateProposal } from './dag';
 import type { AgentRecord } from './model';
-import type { PlanInput, PlanOutcome, PlannedStep } from './plan-types';
+import type { Bidder, PlanInput, PlanOutcome, PlannedStep } from './plan-types';
 import type { Constraints, ProposedStep } from './schemas';
 
 /** Most branch-and-bound nodes spent looking for a cheaper plan with shared sub-derivations. */
@@ -30,35 +30,43 @@ const MAX_LISTED = 8;
 /** Float tolerance for comparing USD sums. */
 const EPS = 1e-9;
 
-/** A bid step that passed the constraints. */
-interface Candidate {
-  readonly key: string;
-  readonly agentId: string;
-  readonly step: ProposedStep;
-  readonly consumes: readonly number[];
-  readonly produces: readonly number[];
-}
-
-/** A bid step that did not, and why. */
+/** A bid step that did not pass the constraints, and why. */
 interface Exclusion {
   readonly key: string;
   readonly reason: string;
 }
 
-/** The merged AND/OR graph over interned artifact indices. */
+/**
+ * The merged AND/OR graph over interned artifact and step indices. Adjacency is kept in flat
+ * typed arrays (compressed rows: the items of row i are `list[start[i]] … list[start[i + 1] - 1]`)
+ * rather than one small array or object per step: a 1,000-bid task has 20,000 steps, and per-step
+ * allocations both cost garbage collection and scatter the hot loops over memory.
+ */
 interface Graph {
   readonly names: string[];
   readonly index: Map<string, number>;
-  readonly steps: Candidate[];
-  /** Per artifact: allowed producing steps. */
-  readonly producers: number[][];
-  /** Per artifact: allowed consuming steps. */
-  readonly consumers: number[][];
-  /** Per artifact: producing steps excluded by constraints. */
-  readonly excludedProducers: Exclusion[][];
-  readonly excluded: Exclusion[];
+  /** Allowed steps, in bid order (bids sorted by agent id); excluded steps get no index. */
+  readonly nS: number;
+  readonly stepOf: readonly ProposedStep[];
+  readonly agentOf: readonly string[];
+  /** Per step: its own estUsd and estMs. */
+  readonly usd: Float64Array;
+  readonly ms: Float64Array;
+  /** Per step: the artifacts it consumes / produces (deduplicated). */
+  readonly consStart: Int32Array;
+  readonly consList: Int32Array;
+  readonly prodStart: Int32Array;
+  readonly prodList: Int32Array;
+  /** Per artifact: allowed producing / consuming steps, in step order. */
+  readonly producerStart: Int32Array;
+  readonly producerList: Int32Array;
+  readonly consumerStart: Int32Array;
+  readonly consumerList: Int32Array;
+  /** Per artifact: producing steps excluded by constraints (undefined when none). */
+  readonly excludedProducers: readonly (readonly Exclusion[] | undefined)[];
+  readonly excluded: readonly Exclusion[];
   /** 1 for artifacts in the request's input. */
-  source: Uint8Array;
+  readonly source: Uint8Array;
 }
 
 /** Result of one Knuth pass: the best producer of every artifact and the derivation figures. */
@@ -102,7 +110,7 @@ export function planTask(input: PlanInput): PlanOutcome {
     return { ok: false, reasons: [`deadline ${constraints.deadline} has already passed (${fmtMs(-timeLeft)} ago)`] };
   }
 
-  const allSteps = new Uint8Array(graph.steps.length).fill(1);
+  const allSteps = new Uint8Array(graph.nS).fill(1);
   let costD = knuth(graph, 'cost', allSteps);
   const underivable = needed.filter((a) => costD.usd[a] === Infinity);
   if (underivable.length > 0) return { ok: false, reasons: explainUnderivable(graph, costD, underivable) };
@@ -125,9 +133,9 @@ export function planTask(input: PlanInput): PlanOutcome {
         reasons: [`the fastest plan has a critical path of ${fmtMs(fastestMs)}, but only ${fmtMs(timeLeft)} are left before the deadline ${constraints.deadline ?? ''}`],
       };
     }
-    enabled = new Uint8Array(graph.steps.length);
+    enabled = new Uint8Array(graph.nS);
     let pruned = 0;
-    for (let s = 0; s < graph.steps.length; s += 1) {
+    for (let s = 0; s < graph.nS; s += 1) {
       if (times.stepMs[s]! <= timeLeft) enabled[s] = 1;
       else if (times.stepMs[s]! !== Infinity) pruned += 1;
     }
@@ -187,39 +195,143 @@ export function planTask(input: PlanInput): PlanOutcome {
 // ---------------------------------------------------------------------------------------------
 // Merging and filtering
 
-function internArtifact(g: Graph, name: string): number {
-  let i = g.index.get(name);
-  if (i === undefined) {
-    i = g.names.length;
-    g.index.set(name, i);
-    g.names.push(name);
-    g.producers.push([]);
-    g.consumers.push([]);
-    g.excludedProducers.push([]);
+/**
+ * Interns artifact names and collects the graph's rows while the bids are read, into arrays sized
+ * up front from the bids (no regrowth, no per-step allocation).
+ */
+class GraphBuilder {
+  readonly names: string[] = [];
+  readonly index = new Map<string, number>();
+  readonly excludedProducers: (Exclusion[] | undefined)[] = [];
+  readonly excluded: Exclusion[] = [];
+  readonly stepOf: ProposedStep[] = [];
+  readonly agentOf: string[] = [];
+  private readonly usd: Float64Array;
+  private readonly ms: Float64Array;
+  private readonly consStart: Int32Array;
+  private consList: Int32Array;
+  private readonly prodStart: Int32Array;
+  private prodList: Int32Array;
+  private nS = 0;
+  private nCons = 0;
+  private nProd = 0;
+
+  constructor(bids: readonly Bidder[]) {
+    // Only the step counts are read here: a first pass over every step object would pull the whole
+    // input through the caches once more before the per-bid pass.
+    let steps = 0;
+    for (const bid of bids) steps += bid.steps.length;
+    this.usd = new Float64Array(steps);
+    this.ms = new Float64Array(steps);
+    this.consStart = new Int32Array(steps + 1);
+    this.prodStart = new Int32Array(steps + 1);
+    // Most steps consume and produce one or two artifacts; the lists double when a bid needs more.
+    this.consList = new Int32Array(2 * steps + 8);
+    this.prodList = new Int32Array(2 * steps + 8);
   }
-  return i;
+
+  intern(name: string): number {
+    let i = this.index.get(name);
+    if (i === undefined) {
+      i = this.names.length;
+      this.index.set(name, i);
+      this.names.push(name);
+      this.excludedProducers.push(undefined);
+    }
+    return i;
+  }
+
+  /** `list` with room for `more` items after `used`, doubled when it has not. */
+  private static room(list: Int32Array, used: number, more: number): Int32Array {
+    if (used + more <= list.length) return list;
+    const grown = new Int32Array(Math.max(2 * list.length, used + more));
+    grown.set(list.subarray(0, used));
+    return grown;
+  }
+
+  /** Writes the interned indices of `names` into `list` from `from`, without duplicates; returns the new end. */
+  private internInto(list: Int32Array, from: number, names: readonly string[]): number {
+    let end = from;
+    for (const name of names) {
+      const a = this.intern(name);
+      let dup = false;
+      for (let k = from; k < end; k += 1) if (list[k] === a) dup = true;
+      if (!dup) {
+        list[end] = a;
+        end += 1;
+      }
+    }
+    return end;
+  }
+
+  exclude(agentId: string, step: ProposedStep, reason: string): void {
+    const exclusion = { key: `${agentId}/${step.id}`, reason };
+    this.excluded.push(exclusion);
+    // Produced artifacts are interned even for excluded steps: "produced only by excluded steps" is a reason.
+    const scratch = new Int32Array(step.produces.length);
+    const end = this.internInto(scratch, 0, step.produces);
+    for (let k = 0; k < end; k += 1) (this.excludedProducers[scratch[k]!] ??= []).push(exclusion);
+  }
+
+  allow(agentId: string, step: ProposedStep): void {
+    const s = this.nS;
+    this.prodList = GraphBuilder.room(this.prodList, this.nProd, step.produces.length);
+    this.consList = GraphBuilder.room(this.consList, this.nCons, step.consumes.length);
+    this.nProd = this.internInto(this.prodList, this.nProd, step.produces);
+    this.prodStart[s + 1] = this.nProd;
+    this.nCons = this.internInto(this.consList, this.nCons, step.consumes);
+    this.consStart[s + 1] = this.nCons;
+    this.stepOf.push(step);
+    this.agentOf.push(agentId);
+    this.usd[s] = step.estUsd;
+    this.ms[s] = step.estMs;
+    this.nS = s + 1;
+  }
+
+  finish(inputs: readonly string[]): Graph {
+    const nA = this.names.length;
+    const nS = this.nS;
+    const consStart = this.consStart.subarray(0, nS + 1);
+    const consList = this.consList.subarray(0, this.nCons);
+    const prodStart = this.prodStart.subarray(0, nS + 1);
+    const prodList = this.prodList.subarray(0, this.nProd);
+    const [producerStart, producerList] = transpose(nA, nS, prodStart, prodList);
+    const [consumerStart, consumerList] = transpose(nA, nS, consStart, consList);
+    const source = new Uint8Array(nA);
+    for (const name of inputs) source[this.index.get(name)!] = 1;
+    return {
+      names: this.names, index: this.index, nS, stepOf: this.stepOf, agentOf: this.agentOf,
+      usd: this.usd.subarray(0, nS), ms: this.ms.subarray(0, nS),
+      consStart, consList, prodStart, prodList, producerStart, producerList, consumerStart, consumerList,
+      excludedProducers: this.excludedProducers, excluded: this.excluded, source,
+    };
+  }
 }
 
-/** Interned indices of `names`, without duplicates. */
-function internAll(g: Graph, names: readonly string[]): number[] {
-  const out: number[] = [];
-  for (const name of names) {
-    const i = internArtifact(g, name);
-    if (!out.includes(i)) out.push(i);
+/** Step → artifact rows turned into artifact → step rows by counting sort (steps stay in ascending order). */
+function transpose(nA: number, nS: number, start: Int32Array, list: Int32Array): [Int32Array, Int32Array] {
+  const outStart = new Int32Array(nA + 1);
+  for (let k = 0; k < list.length; k += 1) outStart[list[k]! + 1]! += 1;
+  for (let a = 0; a < nA; a += 1) outStart[a + 1]! += outStart[a]!;
+  const fill = outStart.slice(0, nA);
+  const out = new Int32Array(list.length);
+  for (let s = 0; s < nS; s += 1) {
+    for (let k = start[s]!; k < start[s + 1]!; k += 1) {
+      const a = list[k]!;
+      out[fill[a]!] = s;
+      fill[a]! += 1;
+    }
   }
-  return out;
+  return [outStart, out];
 }
 
 function buildGraph(input: PlanInput, notes: string[]): Graph {
   const { request, agents } = input;
-  const g: Graph = {
-    names: [], index: new Map(), steps: [], producers: [], consumers: [], excludedProducers: [], excluded: [],
-    source: new Uint8Array(0),
-  };
+  const b = new GraphBuilder(input.bids);
   const inputs = Object.keys(request.input);
-  for (const name of inputs) internArtifact(g, name);
-  for (const name of request.want) internArtifact(g, name);
-  const bids = [...input.bids].sort((a, b) => compareStrings(a.agentId, b.agentId));
+  for (const name of inputs) b.intern(name);
+  for (const name of request.want) b.intern(name);
+  const bids = [...input.bids].sort((x, y) => compareStrings(x.agentId, y.agentId));
   const seen = new Set<string>();
   for (const bid of bids) {
     if (seen.has(bid.agentId)) {
@@ -239,29 +351,32 @@ function buildGraph(input: PlanInput, notes: string[]): Graph {
     // Most steps carry no data classes of their own: judge the agent once for all of them.
     const plainProblem = agentProblem ?? stepExclusion(agent!, {}, request.constraints);
     for (const step of bid.steps) {
-      const key = `${bid.agentId}/${step.id}`;
-      const produces = internAll(g, step.produces);
       const ownClasses = step.dataClasses !== undefined && step.dataClasses.length > 0;
       const reason = agentProblem ?? (ownClasses ? stepExclusion(agent!, step, request.constraints) : plainProblem);
-      if (reason !== undefined) {
-        const exclusion = { key, reason };
-        g.excluded.push(exclusion);
-        for (const a of produces) g.excludedProducers[a]!.push(exclusion);
-        continue;
-      }
-      const consumes = internAll(g, step.consumes);
-      const s = g.steps.length;
-      g.steps.push({ key, agentId: bid.agentId, step, consumes, produces });
-      for (const a of produces) g.producers[a]!.push(s);
-      for (const a of consumes) g.consumers[a]!.push(s);
+      if (reason !== undefined) b.exclude(bid.agentId, step, reason);
+      else b.allow(bid.agentId, step);
     }
   }
-  g.source = new Uint8Array(g.names.length);
-  for (const name of inputs) g.source[g.index.get(name)!] = 1;
+  const g = b.finish(inputs);
   if (g.excluded.length > 0) {
-    notes.push(`excluded ${g.excluded.length} proposed step(s) by constraints: ${listed(g.excluded.map((e) => `${e.key} (${e.reason})`))}`);
+    notes.push(`excluded ${g.excluded.length} proposed step(s) by constraints: ${listedOf(g.excluded, describeExclusion)}`);
   }
   return g;
+}
+
+function describeExclusion(e: Exclusion): string {
+  return `${e.key} (${e.reason})`;
+}
+
+/** A step's "agent/step" key, as used in notes and as the last tie-break. */
+function keyOf(g: Graph, s: number): string {
+  return `${g.agentOf[s]!}/${g.stepOf[s]!.id}`;
+}
+
+/** True when s produces artifact a. */
+function producesArtifact(g: Graph, s: number, a: number): boolean {
+  for (let k = g.prodStart[s]!; k < g.prodStart[s + 1]!; k += 1) if (g.prodList[k] === a) return true;
+  return false;
 }
 
 /** Why every step of this agent is excluded, or undefined when the agent itself is acceptable. */
@@ -319,7 +434,7 @@ type Mode = 'cost' | 'time' | 'bound';
 
 function knuth(g: Graph, mode: Mode, enabled: Uint8Array): Derivation {
   const nA = g.names.length;
-  const nS = g.steps.length;
+  const nS = g.nS;
   const best = new Int32Array(nA).fill(-1);
   const usd = new Float64Array(nA).fill(Infinity);
   const ms = new Float64Array(nA).fill(Infinity);
@@ -329,40 +444,45 @@ function knuth(g: Graph, mode: Mode, enabled: Uint8Array): Derivation {
   const remaining = new Int32Array(nS);
   const heap = new KeyHeap();
   const timeFirst = mode === 'time';
-  const key1 = (u: number, m: number): number => (timeFirst ? m : u);
-  const key2 = (u: number, m: number): number => (timeFirst ? u : m);
+  const bound = mode === 'bound';
+  const { consStart, consList, prodStart, prodList } = g;
 
+  /** Step s's derivation beats step t's (both fired): by the mode's two keys, then agent id, then step id. */
   const better = (s: number, t: number): boolean => {
-    const a1 = key1(stepUsd[s]!, stepMs[s]!);
-    const b1 = key1(stepUsd[t]!, stepMs[t]!);
+    const a1 = timeFirst ? stepMs[s]! : stepUsd[s]!;
+    const b1 = timeFirst ? stepMs[t]! : stepUsd[t]!;
     if (a1 !== b1) return a1 < b1;
-    const a2 = key2(stepUsd[s]!, stepMs[s]!);
-    const b2 = key2(stepUsd[t]!, stepMs[t]!);
+    const a2 = timeFirst ? stepUsd[s]! : stepMs[s]!;
+    const b2 = timeFirst ? stepUsd[t]! : stepMs[t]!;
     if (a2 !== b2) return a2 < b2;
-    const x = g.steps[s]!;
-    const y = g.steps[t]!;
-    return x.agentId !== y.agentId ? x.agentId < y.agentId : x.step.id < y.step.id;
+    const x = g.agentOf[s]!;
+    const y = g.agentOf[t]!;
+    return x !== y ? x < y : g.stepOf[s]!.id < g.stepOf[t]!.id;
   };
   const fire = (s: number): void => {
-    const c = g.steps[s]!;
-    let u = c.step.estUsd;
+    let u = g.usd[s]!;
     let m = 0;
     let maxU = 0;
-    for (const a of c.consumes) {
-      if (mode === 'bound') maxU = Math.max(maxU, usd[a]!);
+    for (let k = consStart[s]!; k < consStart[s + 1]!; k += 1) {
+      const a = consList[k]!;
+      if (bound) maxU = Math.max(maxU, usd[a]!);
       else u += usd[a]!;
       m = Math.max(m, ms[a]!);
     }
-    stepUsd[s] = mode === 'bound' ? u + maxU : u;
-    stepMs[s] = c.step.estMs + m;
-    for (const a of c.produces) {
+    const su = bound ? u + maxU : u;
+    const sm = g.ms[s]! + m;
+    stepUsd[s] = su;
+    stepMs[s] = sm;
+    for (let k = prodStart[s]!; k < prodStart[s + 1]!; k += 1) {
+      const a = prodList[k]!;
       if (done[a] === 1) continue;
       const current = best[a]!;
       if (current === -1 || better(s, current)) {
         best[a] = s;
-        usd[a] = stepUsd[s]!;
-        ms[a] = stepMs[s]!;
-        heap.push(key1(usd[a], ms[a]), key2(usd[a], ms[a]), a);
+        usd[a] = su;
+        ms[a] = sm;
+        if (timeFirst) heap.push(sm, su, a);
+        else heap.push(su, sm, a);
       }
     }
   };
@@ -378,7 +498,7 @@ function knuth(g: Graph, mode: Mode, enabled: Uint8Array): Derivation {
   for (let s = 0; s < nS; s += 1) {
     if (enabled[s] !== 1) continue;
     let open = 0;
-    for (const a of g.steps[s]!.consumes) if (g.source[a] === 0) open += 1;
+    for (let k = consStart[s]!; k < consStart[s + 1]!; k += 1) if (g.source[consList[k]!] === 0) open += 1;
     remaining[s] = open;
     if (open === 0) fire(s);
   }
@@ -386,7 +506,8 @@ function knuth(g: Graph, mode: Mode, enabled: Uint8Array): Derivation {
     const a = heap.pop();
     if (done[a] === 1) continue;
     done[a] = 1;
-    for (const s of g.consumers[a]!) {
+    for (let k = g.consumerStart[a]!; k < g.consumerStart[a + 1]!; k += 1) {
+      const s = g.consumerList[k]!;
       if (enabled[s] !== 1) continue;
       remaining[s]! -= 1;
       if (remaining[s] === 0) fire(s);
@@ -398,7 +519,7 @@ function knuth(g: Graph, mode: Mode, enabled: Uint8Array): Derivation {
 /** The plan made of each needed artifact's best producer (shared steps counted once). */
 function solutionFrom(g: Graph, d: Derivation, needed: readonly number[]): Solution {
   const assign = new Int32Array(g.names.length).fill(-1);
-  const chosen = new Uint8Array(g.steps.length);
+  const chosen = new Uint8Array(g.nS);
   const steps: number[] = [];
   const stack = [...needed];
   while (stack.length > 0) {
@@ -409,14 +530,14 @@ function solutionFrom(g: Graph, d: Derivation, needed: readonly number[]): Solut
     if (chosen[s] === 1) continue;
     chosen[s] = 1;
     steps.push(s);
-    for (const c of g.steps[s]!.consumes) stack.push(c);
+    for (let k = g.consStart[s]!; k < g.consStart[s + 1]!; k += 1) stack.push(g.consList[k]!);
   }
   return finishSolution(g, steps, assign);
 }
 
 function finishSolution(g: Graph, steps: number[], assign: Int32Array): Solution {
   let usd = 0;
-  for (const s of steps) usd += g.steps[s]!.step.estUsd;
+  for (const s of steps) usd += g.usd[s]!;
   return { steps, assign, usd, ms: criticalPath(g, steps, assign) };
 }
 
@@ -427,11 +548,11 @@ function criticalPath(g: Graph, steps: readonly number[], assign: Int32Array): n
     const known = finish.get(s);
     if (known !== undefined) return known;
     let start = 0;
-    for (const a of g.steps[s]!.consumes) {
-      const p = assign[a]!;
+    for (let k = g.consStart[s]!; k < g.consStart[s + 1]!; k += 1) {
+      const p = assign[g.consList[k]!]!;
       if (p !== -1) start = Math.max(start, visit(p));
     }
-    const f = start + g.steps[s]!.step.estMs;
+    const f = start + g.ms[s]!;
     finish.set(s, f);
     return f;
   };
@@ -453,23 +574,35 @@ function exactSearch(
   g: Graph, d: Derivation, enabled: Uint8Array, needed: readonly number[], timeLeft: number, incumbent: Solution | undefined,
 ): { best: Solution | undefined; complete: boolean } {
   const nA = g.names.length;
-  const nS = g.steps.length;
-  const own = (s: number): number => g.steps[s]!.step.estUsd;
-  // Built on first need (most artifacts never become pending). Sorted by own cost, so the loop over
-  // fresh producers can stop at the first one that cannot beat the best plan.
-  const optionCache: (number[] | undefined)[] = new Array<number[] | undefined>(nA);
+  const nS = g.nS;
+  const own = (s: number): number => g.usd[s]!;
+  const order = (s: number, t: number): number =>
+    own(s) - own(t) || d.stepUsd[s]! - d.stepUsd[t]! || d.stepMs[s]! - d.stepMs[t]! || compareStrings(keyOf(g, s), keyOf(g, t));
+  // Built on first need (most artifacts never become pending), in order of own cost, so the loop over
+  // fresh producers can stop at the first one that cannot beat the best plan. That loop usually stops
+  // after a handful, so the order is produced lazily from a heap: O(P + k log P) for the k producers
+  // looked at, instead of sorting all P producers of an artifact (P grows with the number of bids).
+  const optionCache: (LazySorted | undefined)[] = new Array<LazySorted | undefined>(nA);
   const minUsd = new Float64Array(nA).fill(Infinity);
   // The least a fresh step can charge per artifact it makes: a step making k pending artifacts pays for all k.
   const minShare = new Float64Array(nA).fill(Infinity);
-  const options = (a: number): number[] => {
+  const options = (a: number): LazySorted => {
     let list = optionCache[a];
     if (list === undefined) {
-      list = g.producers[a]!
-        .filter((s) => enabled[s] === 1 && d.stepUsd[s] !== Infinity)
-        .sort((s, t) => own(s) - own(t) || d.stepUsd[s]! - d.stepUsd[t]! || d.stepMs[s]! - d.stepMs[t]! || compareStrings(g.steps[s]!.key, g.steps[t]!.key));
+      const pool: number[] = [];
+      let cheapest = Infinity;
+      let share = Infinity;
+      for (let k = g.producerStart[a]!; k < g.producerStart[a + 1]!; k += 1) {
+        const s = g.producerList[k]!;
+        if (enabled[s] !== 1 || d.stepUsd[s] === Infinity) continue;
+        pool.push(s);
+        cheapest = Math.min(cheapest, own(s));
+        share = Math.min(share, own(s) / (g.prodStart[s + 1]! - g.prodStart[s]!));
+      }
+      list = new LazySorted(pool, order);
       optionCache[a] = list;
-      if (list.length > 0) minUsd[a] = own(list[0]!);
-      for (const s of list) minShare[a] = Math.min(minShare[a]!, own(s) / g.steps[s]!.produces.length);
+      minUsd[a] = cheapest;
+      minShare[a] = share;
     }
     return list;
   };
@@ -510,14 +643,14 @@ function exactSearch(
   const dependsOn = (s: number, target: number): boolean => {
     visit += 1;
     stack.length = 0;
-    for (const c of g.steps[s]!.consumes) stack.push(c);
+    for (let k = g.consStart[s]!; k < g.consStart[s + 1]!; k += 1) stack.push(g.consList[k]!);
     while (stack.length > 0) {
       const a = stack.pop()!;
       if (a === target) return true;
       if (visitedAt[a] === visit) continue;
       visitedAt[a] = visit;
       const p = assign[a]!;
-      if (p !== -1) for (const c of g.steps[p]!.consumes) stack.push(c);
+      if (p !== -1) for (let k = g.consStart[p]!; k < g.consStart[p + 1]!; k += 1) stack.push(g.consList[k]!);
     }
     return false;
   };
@@ -531,14 +664,14 @@ function exactSearch(
     const before = pending.length;
     if (fresh) {
       chosenSteps.push(s);
-      for (const p of g.steps[s]!.produces) chosenProducers[p]! += 1;
-      for (const c of g.steps[s]!.consumes) addPending(c);
+      for (let k = g.prodStart[s]!; k < g.prodStart[s + 1]!; k += 1) chosenProducers[g.prodList[k]!]! += 1;
+      for (let k = g.consStart[s]!; k < g.consStart[s + 1]!; k += 1) addPending(g.consList[k]!);
     }
     if (next + lowerBound() < bestUsd - EPS) dfs(next);
     while (pending.length > before) inPending[pending.pop()!] = 0;
     if (fresh) {
       chosenSteps.pop();
-      for (const p of g.steps[s]!.produces) chosenProducers[p]! -= 1;
+      for (let k = g.prodStart[s]!; k < g.prodStart[s + 1]!; k += 1) chosenProducers[g.prodList[k]!]! -= 1;
     }
     uses[s]! -= 1;
     assign[a] = -1;
@@ -573,10 +706,11 @@ function exactSearch(
     const producers = options(a);
     // Producers already in the plan first (free), then fresh ones by own cost.
     if (chosenProducers[a]! > 0) {
-      for (const s of [...chosenSteps]) if (complete && g.steps[s]!.produces.includes(a)) branch(a, s, usd);
+      for (const s of [...chosenSteps]) if (complete && producesArtifact(g, s, a)) branch(a, s, usd);
     }
-    for (const s of producers) {
-      if (!complete || usd + Math.max(own(s), bound) >= bestUsd - EPS) break;
+    for (let i = 0; ; i += 1) {
+      const s = producers.at(i);
+      if (s === -1 || !complete || usd + Math.max(own(s), bound) >= bestUsd - EPS) break;
       if (uses[s] === 0) branch(a, s, usd);
     }
     pending.push(a);
@@ -596,14 +730,14 @@ function exactSearch(
 
 /** Topological order over the chosen producer of each artifact, renumbered s1..sN. */
 function orderAndRenumber(g: Graph, sol: Solution): PlannedStep[] {
-  const byKey = [...sol.steps].sort((s, t) => compareStrings(g.steps[s]!.key, g.steps[t]!.key));
+  const byKey = [...sol.steps].sort((s, t) => compareStrings(keyOf(g, s), keyOf(g, t)));
   const position = new Map(byKey.map((s, i) => [s, i]));
   const indegree = new Int32Array(byKey.length);
   const successors: number[][] = byKey.map(() => []);
   byKey.forEach((s, i) => {
     const preds = new Set<number>();
-    for (const a of g.steps[s]!.consumes) {
-      const p = sol.assign[a]!;
+    for (let k = g.consStart[s]!; k < g.consStart[s + 1]!; k += 1) {
+      const p = sol.assign[g.consList[k]!]!;
       if (p !== -1) preds.add(position.get(p)!);
     }
     for (const p of preds) {
@@ -617,8 +751,9 @@ function orderAndRenumber(g: Graph, sol: Solution): PlannedStep[] {
   while (ready.length > 0) {
     ready.sort((x, y) => y - x);
     const i = ready.pop()!;
-    const c = g.steps[byKey[i]!]!;
-    out.push({ ...c.step, id: `s${out.length + 1}`, proposedBy: c.agentId, proposedStepId: c.step.id });
+    const s = byKey[i]!;
+    const step = g.stepOf[s]!;
+    out.push({ ...step, id: `s${out.length + 1}`, proposedBy: g.agentOf[s]!, proposedStepId: step.id });
     for (const n of successors[i]!) {
       indegree[n]! -= 1;
       if (indegree[n] === 0) ready.push(n);
@@ -627,7 +762,11 @@ function orderAndRenumber(g: Graph, sol: Solution): PlannedStep[] {
   return out;
 }
 
-/** One note per produced artifact: who makes it, and why each alternative lost. */
+/**
+ * One note per produced artifact: who makes it, and why each alternative lost. Only the first
+ * few alternatives are listed (the rest are counted), so only those are formatted: with
+ * hundreds of producers per artifact, formatting every one would cost more than the search.
+ */
 function explainChoices(g: Graph, costD: Derivation, timeD: Derivation | undefined, enabled: Uint8Array, sol: Solution, timeLeft: number): string[] {
   const notes: string[] = [];
   const artifacts: number[] = [];
@@ -635,22 +774,29 @@ function explainChoices(g: Graph, costD: Derivation, timeD: Derivation | undefin
   artifacts.sort((x, y) => compareStrings(g.names[x]!, g.names[y]!));
   for (const a of artifacts) {
     const s = sol.assign[a]!;
-    const alternatives: string[] = [];
-    for (const p of g.producers[a]!) {
+    const alternatives = new Listing();
+    for (let k = g.producerStart[a]!; k < g.producerStart[a + 1]!; k += 1) {
+      const p = g.producerList[k]!;
       if (p === s) continue;
-      const key = g.steps[p]!.key;
+      if (alternatives.full) {
+        alternatives.skip();
+        continue;
+      }
+      const key = keyOf(g, p);
       if (timeD !== undefined && enabled[p] !== 1 && timeD.stepMs[p] !== Infinity) {
-        alternatives.push(`${key} (earliest finish ${fmtMs(timeD.stepMs[p]!)}, after the ${fmtMs(timeLeft)} left)`);
+        alternatives.add(`${key} (earliest finish ${fmtMs(timeD.stepMs[p]!)}, after the ${fmtMs(timeLeft)} left)`);
       } else if (costD.stepUsd[p] === Infinity) {
-        alternatives.push(`${key} (its inputs cannot be derived)`);
+        alternatives.add(`${key} (its inputs cannot be derived)`);
       } else {
-        alternatives.push(`${key} (derivation ${fmtUsd(costD.stepUsd[p]!)}, ${fmtMs(costD.stepMs[p]!)})`);
+        alternatives.add(`${key} (derivation ${fmtUsd(costD.stepUsd[p]!)}, ${fmtMs(costD.stepMs[p]!)})`);
       }
     }
-    for (const e of g.excludedProducers[a]!) alternatives.push(`${e.key} (excluded: ${e.reason})`);
-    const c = g.steps[s]!;
-    const head = `artifact '${g.names[a]}' from ${c.key} (${fmtUsd(c.step.estUsd)}, ${fmtMs(c.step.estMs)})`;
-    notes.push(alternatives.length === 0 ? `${head}; no alternative` : `${head}; rejected ${listed(alternatives)}`);
+    for (const e of g.excludedProducers[a] ?? []) {
+      if (alternatives.full) alternatives.skip();
+      else alternatives.add(`${e.key} (excluded: ${e.reason})`);
+    }
+    const head = `artifact '${g.names[a]}' from ${keyOf(g, s)} (${fmtUsd(g.usd[s]!)}, ${fmtMs(g.ms[s]!)})`;
+    notes.push(alternatives.count === 0 ? `${head}; no alternative` : `${head}; rejected ${alternatives.text()}`);
   }
   return notes;
 }
@@ -663,24 +809,25 @@ function explainUnderivable(g: Graph, d: Derivation, targets: readonly number[])
     if (seen.has(a)) return;
     seen.add(a);
     const name = g.names[a]!;
-    const producers = g.producers[a]!;
-    const excluded = g.excludedProducers[a]!;
+    const producers = Array.from(g.producerList.subarray(g.producerStart[a], g.producerStart[a + 1]));
+    const excluded = g.excludedProducers[a] ?? [];
     if (producers.length === 0 && excluded.length === 0) {
       reasons.push(`artifact '${name}' has no producer and is not in the task input`);
       return;
     }
     if (producers.length === 0) {
-      reasons.push(`artifact '${name}' is produced only by steps excluded by constraints: ${listed(excluded.map((e) => `${e.key} (${e.reason})`))}`);
+      reasons.push(`artifact '${name}' is produced only by steps excluded by constraints: ${listedOf(excluded, describeExclusion)}`);
       return;
     }
     const blocked: string[] = [];
     const missing = new Set<number>();
     for (const s of producers) {
-      const lacking = g.steps[s]!.consumes.filter((c) => d.usd[c] === Infinity);
+      const consumes = Array.from(g.consList.subarray(g.consStart[s], g.consStart[s + 1]));
+      const lacking = consumes.filter((c) => d.usd[c] === Infinity);
       for (const c of lacking) missing.add(c);
-      blocked.push(`${g.steps[s]!.key} needs ${lacking.map((c) => `'${g.names[c]}'`).join(', ')}`);
+      blocked.push(`${keyOf(g, s)} needs ${lacking.map((c) => `'${g.names[c]}'`).join(', ')}`);
     }
-    const also = excluded.length > 0 ? `; excluded by constraints: ${listed(excluded.map((e) => `${e.key} (${e.reason})`))}` : '';
+    const also = excluded.length > 0 ? `; excluded by constraints: ${listedOf(excluded, describeExclusion)}` : '';
     reasons.push(`artifact '${name}' cannot be derived: ${listed(blocked)}${also}`);
     for (const c of missing) visit(c);
   };
@@ -698,6 +845,39 @@ function compareStrings(a: string, b: string): number {
 function listed(items: readonly string[]): string {
   if (items.length <= MAX_LISTED) return items.join(', ');
   return `${items.slice(0, MAX_LISTED).join(', ')}, … and ${items.length - MAX_LISTED} more`;
+}
+
+/** `listed(items.map(describe))`, describing only the items that are shown. */
+function listedOf<T>(items: readonly T[], describe: (item: T) => string): string {
+  const shown = items.slice(0, MAX_LISTED).map(describe).join(', ');
+  return items.length <= MAX_LISTED ? shown : `${shown}, … and ${items.length - MAX_LISTED} more`;
+}
+
+/** Builds a {@link listed} text incrementally: callers format an item only while it would be shown. */
+class Listing {
+  private readonly shown: string[] = [];
+  private skipped = 0;
+
+  /** True once further items would only be counted. */
+  get full(): boolean {
+    return this.shown.length >= MAX_LISTED;
+  }
+
+  get count(): number {
+    return this.shown.length + this.skipped;
+  }
+
+  add(item: string): void {
+    this.shown.push(item);
+  }
+
+  skip(): void {
+    this.skipped += 1;
+  }
+
+  text(): string {
+    return this.skipped === 0 ? this.shown.join(', ') : `${this.shown.join(', ')}, … and ${this.skipped} more`;
+  }
 }
 
 function fmtUsd(usd: number): string {
@@ -769,5 +949,58 @@ class KeyHeap {
     this.k1[to] = this.k1[from]!;
     this.k2[to] = this.k2[from]!;
     this.ids[to] = this.ids[from]!;
+  }
+}
+
+/**
+ * The items in ascending `compare` order, produced on demand: heapified in O(n), then each
+ * further item costs O(log n). For a consumer that usually stops after the first few items.
+ */
+class LazySorted {
+  private readonly heap: number[];
+  private readonly sorted: number[] = [];
+
+  constructor(items: number[], private readonly compare: (a: number, b: number) => number) {
+    this.heap = items;
+    for (let i = (items.length >> 1) - 1; i >= 0; i -= 1) this.siftDown(i);
+  }
+
+  /** How many items there are in all. */
+  get length(): number {
+    return this.sorted.length + this.heap.length;
+  }
+
+  /** The i-th smallest item, or -1 past the end. */
+  at(i: number): number {
+    while (this.sorted.length <= i && this.heap.length > 0) this.sorted.push(this.popMin());
+    return i < this.sorted.length ? this.sorted[i]! : -1;
+  }
+
+  private popMin(): number {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      this.siftDown(0);
+    }
+    return top;
+  }
+
+  private siftDown(from: number): void {
+    const h = this.heap;
+    const n = h.length;
+    const item = h[from]!;
+    let i = from;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.compare(h[r]!, h[l]!) < 0 ? r : l;
+      if (this.compare(h[c]!, item) >= 0) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = item;
   }
 }

@@ -14,6 +14,7 @@ import {
   decodePayload, parseMessage, Progress, StepOutput, TaskRequest, TaskResult, TaskStatus,
   type TaskRequest as TaskRequestT, type TaskResult as TaskResultT, type TaskStatus as TaskStatusT,
 } from '../core/schemas';
+import { isTerminal } from '../core/model';
 
 /** Where and as whom to connect. */
 export interface ClientConnection {
@@ -48,6 +49,9 @@ export class WatchTimeoutError extends Error {
     this.name = 'WatchTimeoutError';
   }
 }
+
+/** How long `watch` waits, after the result, for the final status snapshot. */
+const FINAL_STATUS_GRACE_MS = 1000;
 
 /** An MQTT 5 client for submitting and watching tasks. */
 export class PorchlightClient {
@@ -123,10 +127,16 @@ export class PorchlightClient {
     const progressFilter = `${taskRoot}/${taskId}/progress/+`;
     const outputFilter = `${taskRoot}/${taskId}/output/+`;
     let lastStatus: TaskStatusT | undefined;
+    let finalResult: TaskResultT | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
 
     return new Promise<TaskResultT>((resolve, reject) => {
+      let finished = false;
       const finish = (err: Error | undefined, result?: TaskResultT): void => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
+        clearTimeout(graceTimer);
         this.mqtt.removeListener('message', onMessage);
         this.mqtt.unsubscribe([statusTopic, resultTopic, progressFilter, outputFilter]);
         if (err) reject(err);
@@ -142,10 +152,15 @@ export class PorchlightClient {
             if (lastStatus && status.version < lastStatus.version) return;
             lastStatus = status;
             onEvent({ type: 'status', status });
+            if (finalResult && isTerminal(status.state)) finish(undefined, finalResult);
           } else if (topic === resultTopic) {
             const result = decodePayload(TaskResult, payload, 'task result');
             onEvent({ type: 'result', result });
-            finish(undefined, result);
+            // The final status is published with the result; give it a moment so the caller's
+            // last snapshot shows every step finished, but never wait long for it.
+            finalResult = result;
+            if (lastStatus && isTerminal(lastStatus.state)) finish(undefined, result);
+            else graceTimer ??= setTimeout(() => finish(undefined, result), FINAL_STATUS_GRACE_MS);
           } else if (topic.startsWith(`${taskRoot}/${taskId}/progress/`)) {
             const p = decodePayload(Progress, payload, 'progress');
             onEvent({ type: 'progress', stepId: p.stepId, fraction: p.fraction, message: p.message });

@@ -237,29 +237,28 @@ function extensionsFor(kind: IdentityKind): string[] {
  * A certificate is re-issued only when missing, not signed by the current CA, or expiring
  * within 30 days; the registry entry is always brought up to date.
  */
-export function issueCertificate(dir: string, identity: string, options: IssueOptions): Promise<IssuedCertificate> {
+export async function issueCertificate(dir: string, identity: string, options: IssueOptions): Promise<IssuedCertificate> {
   validateIdentity(identity);
   if (!IDENTITY_KINDS.includes(options.kind)) throw new InvalidIdError(`identity kind ${JSON.stringify(options.kind)} is not one of ${IDENTITY_KINDS.join(', ')}`);
   const accreditations = validateAccreditations(options.accreditations ?? []);
   if (options.kind === 'broker' && accreditations.length > 0) throw new InvalidIdError('the broker certificate cannot carry accreditations');
-  return ensureCa(dir).then(() =>
-    serialised(dir, () =>
-      withLockFile(dir, async () => {
-        const paths = certificatePaths(dir, identity);
-        const registry = await readIdentities(dir);
-        const previous = registry[identity];
-        if (previous !== undefined && previous.kind !== options.kind) {
-          throw new InvalidIdError(`identity ${identity} is already registered as ${previous.kind}; it cannot also be ${options.kind}`);
-        }
-        if (!(await isCurrent(paths.certPath, paths.caPath)) || !(await exists(paths.keyPath))) {
-          await issueLeaf(dir, identity, options.kind, paths);
-        }
-        if (options.kind !== 'broker') {
-          await writeRegistry(dir, { ...registry, [identity]: { kind: options.kind, accreditations } });
-        }
-        return paths;
-      }),
-    ),
+  await ensureCa(dir);
+  return serialised(dir, () =>
+    withLockFile(dir, async () => {
+      const paths = certificatePaths(dir, identity);
+      const registry = await readIdentities(dir);
+      const previous = registry[identity];
+      if (previous !== undefined && previous.kind !== options.kind) {
+        throw new InvalidIdError(`identity ${identity} is already registered as ${previous.kind}; it cannot also be ${options.kind}`);
+      }
+      if (!(await isCurrent(paths.certPath, paths.caPath)) || !(await exists(paths.keyPath))) {
+        await issueLeaf(dir, identity, options.kind, paths);
+      }
+      if (options.kind !== 'broker') {
+        await writeRegistry(dir, { ...registry, [identity]: { kind: options.kind, accreditations } });
+      }
+      return paths;
+    }),
   );
 }
 

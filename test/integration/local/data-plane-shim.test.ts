@@ -1,6 +1,6 @@
 import { ForbiddenException, InvalidRequestException, IoTDataPlaneClient, PublishCommand, RequestEntityTooLargeException } from '@aws-sdk/client-iot-data-plane';
 import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
-import { startDataPlaneShim, type DataPlaneShim } from '../../../local/data-plane-shim';
+import { DataPlaneRequestError, decodeUserProperties, parsePublishRequest, startDataPlaneShim, type DataPlaneShim } from '../../../local/data-plane-shim';
 import { LOCAL_CREDENTIALS } from '../../../local/dynamodb';
 import { freePort } from '../../helpers/free-port';
 import { connectMqtt, nextMessage, startTestBroker, type TestBroker } from '../../helpers/local-stack';
@@ -96,6 +96,62 @@ describe('data-plane shim', () => {
     it('answers ForbiddenException when the broker denies the orchestrator the topic', async () => {
       // Only an agent writes its own résumé; the orchestrator's policy has no such right.
       await expect(iotData.send(new PublishCommand({ topic: 'agents/agent-x/resume', qos: 1, payload: Buffer.from('{}') }))).rejects.toBeInstanceOf(ForbiddenException);
+    });
+  });
+
+  describe('parsePublishRequest', () => {
+    const parse = (method: string, url: string, headers: Record<string, string> = {}, body = Buffer.from('{}')) => parsePublishRequest(method, url, headers, body, MAX_PAYLOAD_BYTES);
+    const refusal = (fn: () => unknown): DataPlaneRequestError => {
+      try {
+        fn();
+      } catch (err) {
+        if (err instanceof DataPlaneRequestError) return err;
+        throw err;
+      }
+      throw new Error('expected a DataPlaneRequestError');
+    };
+
+    it('decodes the topic, QoS, retain and expiry from the path and query', () => {
+      expect(parse('POST', '/topics/tasks%2Ft1%2Fstatus?qos=1&retain=true&messageExpiry=60')).toMatchObject({
+        topic: 'tasks/t1/status', options: { qos: 1, retain: true, properties: { messageExpiryInterval: 60 } },
+      });
+    });
+
+    it('defaults to QoS 0 without retain, as IoT Core does', () => {
+      expect(parse('POST', '/topics/a%2Fb').options).toEqual({ qos: 0, retain: false });
+    });
+
+    it('answers 404 for another data-plane path and 405 for another method', () => {
+      expect(refusal(() => parse('POST', '/things/x/shadow'))).toMatchObject({ status: 404, errorType: 'ResourceNotFoundException' });
+      expect(refusal(() => parse('GET', '/topics/a'))).toMatchObject({ status: 405, errorType: 'MethodNotAllowedException' });
+    });
+
+    it.each([
+      ['/topics/a?retain=yes', /retain/],
+      ['/topics/a?messageExpiry=-1', /messageExpiry/],
+      ['/topics/%24SYS%2Fx', /reserved/],
+      ['/topics/%E0%A4%A', /URL encoding/],
+    ])('answers 400 InvalidRequestException for %s', (url, message) => {
+      const err = refusal(() => parse('POST', url));
+      expect(err).toMatchObject({ status: 400, errorType: 'InvalidRequestException' });
+      expect(err.message).toMatch(message);
+    });
+
+    it('refuses a UTF8_DATA payload that is not UTF-8', () => {
+      const err = refusal(() => parse('POST', '/topics/a', { 'x-amz-mqtt5-payload-format-indicator': 'UTF8_DATA' }, Buffer.from([0xff, 0xfe])));
+      expect(err.message).toMatch(/not valid UTF-8/);
+    });
+  });
+
+  describe('decodeUserProperties', () => {
+    const encode = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64');
+
+    it('turns one-key objects into MQTT 5 user properties, repeated names into arrays', () => {
+      expect(decodeUserProperties(encode([{ a: '1' }, { b: '2' }, { a: '3' }]))).toEqual({ a: ['1', '3'], b: '2' });
+    });
+
+    it.each([['not base64 JSON', Buffer.from('{').toString('base64')], ['a non-array', encode({ a: 'b' })], ['a non-string value', encode([{ a: 1 }])]])('refuses %s', (_, header) => {
+      expect(() => decodeUserProperties(header)).toThrow(DataPlaneRequestError);
     });
   });
 });

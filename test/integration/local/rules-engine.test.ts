@@ -5,7 +5,7 @@ import { RULES } from '../../../infra/rules/catalogue';
 import { memoryDeadLetterSink, type DeadLetter } from '../../../local/dead-letters';
 import { createWorkerInvoker, type FunctionInvoker } from '../../../local/function-invoker';
 import { waitUntil } from '../../../local/processes';
-import { startRulesEngine, type RulesEngine } from '../../../local/rules-engine';
+import { buildRuleEvent, startRulesEngine, topicMatches, type RulesEngine } from '../../../local/rules-engine';
 import { connectMqtt, startTestBroker, type TestBroker } from '../../helpers/local-stack';
 
 interface Recorded {
@@ -129,6 +129,26 @@ describe('rules engine', () => {
         expect.objectContaining({ source: 'rules-engine', functionName: 'progress', rule: 'porchlight_tasks_cancel', attempts: 3, error: expect.stringContaining('deliberate failure') }),
       ]);
       expect(await recordsFor('tasks/fail-always-1/cancel', 3)).toHaveLength(3);
+    });
+  });
+
+  describe('topicMatches', () => {
+    it.each([
+      ['tasks/+/request', 'tasks/t1/request', true],
+      ['tasks/+/request', 'tasks/t1/status', false],
+      ['tasks/+/proposal/+', 'tasks/t1/proposal', false],
+      ['tasks/#', 'tasks/t1/output/s1', true],
+      ['+/+/resume', '$SYS/x/resume', false],
+      ['agents/+/status', 'agents/a1/status/extra', false],
+    ])('%s against %s is %s', (filter, topic, expected) => {
+      expect(topicMatches(filter, topic)).toBe(expected);
+    });
+  });
+
+  describe('buildRuleEvent', () => {
+    it('omits a topic(n) field the topic does not have, as the rule SQL does', () => {
+      const rule = { name: 'r', topicFilter: '#', target: 'intake' as const, topicFields: [{ index: 2, as: 'taskId' }, { index: 9, as: 'missing' }], description: '' };
+      expect(buildRuleEvent(rule, 'tasks/t1/request', Buffer.from('x'), 5)).toEqual({ payload: 'eA==', topic: 'tasks/t1/request', receivedAt: 5, taskId: 't1' });
     });
   });
 });

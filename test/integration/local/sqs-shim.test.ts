@@ -4,7 +4,7 @@ import { memoryDeadLetterSink } from '../../../local/dead-letters';
 import { LOCAL_CREDENTIALS } from '../../../local/dynamodb';
 import { createInProcessInvoker } from '../../../local/function-invoker';
 import { waitUntil } from '../../../local/processes';
-import { startSqsShim, type SqsShim } from '../../../local/sqs-shim';
+import { deliveryTime, startSqsShim, type SqsShim } from '../../../local/sqs-shim';
 import { freePort } from '../../helpers/free-port';
 
 describe('SQS shim', () => {
@@ -92,6 +92,17 @@ describe('SQS shim', () => {
       expect(attempts).toEqual(['1', '2', '3']);
       expect(deadLetters.entries.find((d) => JSON.stringify(d.event).includes('t-sqs-4'))).toMatchObject({ source: 'timer-queue', functionName: 'timer', attempts: 3 });
       expect(shim.pending()).toBe(0);
+    });
+  });
+
+  describe('deliveryTime', () => {
+    it('uses dueAt from a timer message body', () => {
+      expect(deliveryTime('{"event":{},"dueAt":12345}', 900, 0)).toBe(12345);
+    });
+
+    it('uses the delay for a body that is not JSON or has no numeric dueAt', () => {
+      expect(deliveryTime('not json', 3, 1000)).toBe(4000);
+      expect(deliveryTime('{"dueAt":"soon"}', 0, 1000)).toBe(1000);
     });
   });
 });

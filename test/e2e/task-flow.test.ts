@@ -1,0 +1,145 @@
+/**
+ * One task through the whole local system with real parts: Mosquitto (mutual TLS + ACL),
+ * DynamoDB Local, the rules engine invoking the real handlers, and the two example agents each
+ * running as its own process. Request → proposals → merged plan → assignments → outputs → result.
+ */
+import { readFileSync } from 'node:fs';
+import { launchAgent, type AgentProcess } from '../../cli/agent-processes';
+import { PorchlightClient, type TaskEvent } from '../../cli/client';
+import { DEMO_AGENTS, DEMO_REQUEST_PATH } from '../../cli/commands/demo';
+import { CLI_CLIENT_ID, localRegistry, waitForAgents } from '../../cli/session';
+import { LOCAL_REGION } from '../../local/dynamodb';
+import { decodePayload, StepOutput, type TaskStatus } from '../../core/schemas';
+import { topics } from '../../core/topics';
+import { connectMqtt, nextMessage, startTestStack, type TestStack } from '../helpers/local-stack';
+
+jest.setTimeout(120_000);
+
+describe('task flow (local stack, agents as processes)', () => {
+  let t: TestStack;
+  let agents: AgentProcess[] = [];
+  let client: PorchlightClient;
+  let registry: ReturnType<typeof localRegistry>;
+
+  beforeAll(async () => {
+    t = await startTestStack({ functionEnv: { PROPOSAL_WINDOW_MS: '3000' } });
+    registry = localRegistry({ dynamoEndpoint: t.stack.endpoints.dynamoEndpoint, tableName: t.stack.tableName, region: LOCAL_REGION });
+    for (const a of DEMO_AGENTS) {
+      const cert = await t.issue(a.agentId, 'agent', a.accredit);
+      agents.push(launchAgent({
+        example: a.example, agentId: a.agentId, host: t.mqttHost, port: t.mqttPort,
+        caPath: cert.caPath, certPath: cert.certPath, keyPath: cert.keyPath, logDir: t.stack.paths.logsDir,
+      }));
+    }
+    await waitForAgents(registry.registry, DEMO_AGENTS.map((a) => a.agentId), 60_000);
+    const cert = await t.issue(CLI_CLIENT_ID, 'client');
+    client = await PorchlightClient.connect({ host: t.mqttHost, port: t.mqttPort, ...cert, clientId: CLI_CLIENT_ID });
+  }, 120_000);
+
+  afterAll(async () => {
+    await client?.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    agents = [];
+    registry?.close();
+    await t?.cleanup();
+  });
+
+  describe('the demo request', () => {
+    it('completes with a plan merged from both agents, fenced outputs and the wanted artifacts', async () => {
+      const request: unknown = JSON.parse(readFileSync(DEMO_REQUEST_PATH, 'utf8'));
+      const task = await client.submit(request);
+      const events: TaskEvent[] = [];
+      const result = await client.watch(task.taskId, (e) => events.push(e), { taskRoot: task.taskRoot, timeoutMs: 60_000 });
+
+      expect(result.state).toBe('completed');
+      expect(String(result.outputs.chart_svg)).toMatch(/^<svg[\s\S]*<\/svg>$/);
+      expect(String(result.outputs.optimised_sql)).toMatch(/^SELECT/i);
+      // The optimiser really rewrote the query: the tautology is gone.
+      expect(String(result.outputs.optimised_sql)).not.toContain('1 = 1');
+
+      const statuses = events.filter((e): e is Extract<TaskEvent, { type: 'status' }> => e.type === 'status').map((e) => e.status);
+      const final: TaskStatus | undefined = statuses.at(-1);
+      expect(final?.state).toBe('completed');
+      const steps = final?.plan?.steps ?? [];
+      // Neither agent can satisfy the request alone: the plan needs both proposals.
+      expect(new Set(steps.map((s) => s.proposedBy))).toEqual(new Set(DEMO_AGENTS.map((a) => a.agentId)));
+      expect(steps.map((s) => [s.skill, s.agentId, s.state, s.epoch])).toEqual([
+        ['sql-optimiser', 'sql-bot', 'completed', 1],
+        ['nl2chart', 'chart-bot', 'completed', 1],
+      ]);
+      // Snapshots only move forward.
+      const versions = statuses.map((s) => s.version);
+      expect([...versions].sort((a, b) => a - b)).toEqual(versions);
+
+      // Each step's output is retained and echoes the epoch and a fencing token.
+      const late = await connectMqtt(t, 'client-late-joiner', { kind: 'client' });
+      for (const step of steps) {
+        const outputTopic = topics.taskOutput(task.taskId, step.id);
+        const received = nextMessage(late, outputTopic);
+        await late.subscribeAsync(outputTopic, { qos: 1 });
+        const message = await received;
+        expect(message.packet.retain).toBe(true);
+        const output = decodePayload(StepOutput, message.payload, 'output');
+        expect(output).toMatchObject({ taskId: task.taskId, stepId: step.id, epoch: 1, ok: true });
+        expect(output.token.length).toBeGreaterThanOrEqual(16);
+      }
+    });
+
+    it('rejects a request naming an artifact nobody produces, with the reason in the result', async () => {
+      const task = await client.submit({ goal: 'impossible', input: { sql: 'SELECT 1' }, want: ['a_unicorn'], proposalWindowMs: 1500 });
+      const result = await client.watch(task.taskId, () => undefined, { timeoutMs: 30_000 });
+      expect(result.state).toBe('failed');
+      expect(result.reason).toMatch(/a_unicorn/);
+    });
+  });
+
+  describe('the registry', () => {
+    const SEED_RESUME =
+      '{"skills":["sql-optimiser","nl2chart"],"cost":{"usd":0.02,"p95_ms":350},"region":"eu-central-1","accredit":["ISO27001","gdpr"]}';
+
+    it("stores the seed article's résumé, published raw by a plain MQTT client with its own certificate", async () => {
+      const raw = await connectMqtt(t, 'seed-agent', { kind: 'agent', accreditations: ['ISO27001', 'gdpr'] });
+      await raw.publishAsync(topics.agentResume('seed-agent'), SEED_RESUME, { qos: 1, retain: true });
+      const record = await eventually(() => registry.registry.get('seed-agent'));
+      expect(record.resume).toMatchObject(JSON.parse(SEED_RESUME));
+      expect(record.verifiedAccredit.sort()).toEqual(['ISO27001', 'gdpr']);
+      expect(record.unverifiedAccredit).toEqual([]);
+      // The per-skill index finds it under both skills.
+      for (const skill of ['sql-optimiser', 'nl2chart']) {
+        expect((await registry.registry.findBySkill(skill)).map((a) => a.agentId)).toContain('seed-agent');
+      }
+    });
+
+    it('drops an accreditation the identity does not hold and tells the agent why', async () => {
+      const raw = await connectMqtt(t, 'claims-too-much', { kind: 'agent', accreditations: ['ISO27001'] });
+      const notice = nextMessage(raw, topics.agentErrors('claims-too-much'), 15_000);
+      await raw.subscribeAsync(topics.agentErrors('claims-too-much'), { qos: 1 });
+      await raw.publishAsync(topics.agentResume('claims-too-much'), SEED_RESUME, { qos: 1, retain: true });
+      const record = await eventually(() => registry.registry.get('claims-too-much'));
+      expect(record.verifiedAccredit).toEqual(['ISO27001']);
+      expect(record.unverifiedAccredit).toEqual(['gdpr']);
+      expect(JSON.parse((await notice).payload.toString())).toMatchObject({ code: 'not-authorized', message: expect.stringMatching(/gdpr/) });
+    });
+
+    it('answers a malformed résumé with a specific notice and keeps serving', async () => {
+      const raw = await connectMqtt(t, 'sloppy-agent', { kind: 'agent' });
+      const notice = nextMessage(raw, topics.agentErrors('sloppy-agent'), 15_000);
+      await raw.subscribeAsync(topics.agentErrors('sloppy-agent'), { qos: 1 });
+      await raw.publishAsync(topics.agentResume('sloppy-agent'), '{"skills": "everything"', { qos: 1 });
+      expect(JSON.parse((await notice).payload.toString())).toMatchObject({ code: 'invalid-json', topic: 'agents/sloppy-agent/resume' });
+      expect(await registry.registry.get('sloppy-agent')).toBeUndefined();
+      expect((await registry.registry.get('sql-bot'))?.state).toBe('online');
+    });
+  });
+});
+
+/** Polls `probe` until it yields a value (the rules engine and handlers are asynchronous). */
+async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`nothing after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -52,10 +52,10 @@ describe('task flow (local stack, agents as processes)', () => {
       const result = await client.watch(task.taskId, (e) => events.push(e), { taskRoot: task.taskRoot, timeoutMs: 60_000 });
 
       expect(result.state).toBe('completed');
-      expect(String(result.outputs.chart_svg)).toMatch(/^<svg[\s\S]*<\/svg>$/);
-      expect(String(result.outputs.optimised_sql)).toMatch(/^SELECT/i);
+      expect(result.outputs.chart_svg).toEqual(expect.stringMatching(/^<svg[\s\S]*<\/svg>$/));
+      expect(result.outputs.optimised_sql).toEqual(expect.stringMatching(/^SELECT/i));
       // The optimiser really rewrote the query: the tautology is gone.
-      expect(String(result.outputs.optimised_sql)).not.toContain('1 = 1');
+      expect(result.outputs.optimised_sql).not.toContain('1 = 1');
 
       const statuses = events.filter((e): e is Extract<TaskEvent, { type: 'status' }> => e.type === 'status').map((e) => e.status);
       const final: TaskStatus | undefined = statuses.at(-1);

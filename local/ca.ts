@@ -99,7 +99,14 @@ export function validateAccreditations(labels: readonly string[]): string[] {
 
 let openssl: Promise<string> | undefined;
 function opensslPath(): Promise<string> {
-  openssl ??= requireExecutable('openssl', 'to run the local certificate authority');
+  if (openssl === undefined) {
+    const lookup = requireExecutable('openssl', 'to run the local certificate authority');
+    openssl = lookup;
+    // A failed lookup is not remembered: installing openssl fixes the next call.
+    lookup.catch(() => {
+      if (openssl === lookup) openssl = undefined;
+    });
+  }
   return openssl;
 }
 

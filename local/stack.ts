@@ -168,6 +168,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     stops.push(() => dataPlane.stop());
 
     const functionsLog: WriteStream = createWriteStream(join(logsDir, 'functions.log'), { flags: 'a' });
+    // Every function worker pipes its stdout and stderr here: more than Node's default of ten listeners.
+    functionsLog.setMaxListeners(0);
     stops.push(() => new Promise<void>((r) => functionsLog.end(r)));
 
     const sqsPort = options.ports?.sqs ?? (await freePort());

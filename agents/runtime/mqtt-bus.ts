@@ -273,7 +273,9 @@ export class Mqtt5Bus implements MqttBus {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const stopped = once(this.client, 'stopped');
-      this.client.stop();
+      // Without an explicit DISCONNECT the CRT just closes the socket, and the broker then
+      // publishes the last will over the offline status the agent has just published.
+      this.client.stop({ reasonCode: mqtt5.DisconnectReasonCode.NormalDisconnection });
       await stopped;
       this.client.close();
     })();

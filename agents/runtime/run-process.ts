@@ -5,7 +5,7 @@
 import { ConfigError } from '../../core/errors';
 import { defineAgent, type AgentDefinition, type AgentDefinitionInput } from './define-agent';
 import { agentEnvironment } from './connection-env';
-import { runAgent, type RunAgentOptions } from './agent-runtime';
+import { runAgent, type RunAgentOptions, type RunningAgent } from './agent-runtime';
 import { createJsonLogger, isLogLevel } from './logger';
 
 /** Exit codes of an agent process. */
@@ -36,17 +36,12 @@ export async function runAgentProcess(
   const log = options.log ?? createJsonLogger({ agentId: settings.agentId }, level);
   const built = create(settings.agentId);
   const def = 'maxConcurrent' in built ? built : defineAgent(built);
-  const agent = await runAgent(def, settings.connection, { ...options, log });
 
+  const started: { agent?: RunningAgent; pending?: NodeJS.Signals } = {};
   let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) {
-      log.warn('second signal: exiting without waiting for the drain', { signal });
-      process.exit(EXIT.failure);
-    }
+  const drain = (running: RunningAgent, signal: NodeJS.Signals): void => {
     log.info('signal received; draining', { signal });
-    agent.stop({ reason: `received ${signal}` }).then(
+    running.stop({ reason: `received ${signal}` }).then(
       () => process.exit(EXIT.ok),
       (err: unknown) => {
         log.error('drain failed', { error: err });
@@ -54,6 +49,24 @@ export async function runAgentProcess(
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      log.warn('second signal: exiting without waiting for the drain', { signal });
+      process.exit(EXIT.failure);
+    }
+    if (started.agent === undefined) {
+      // The agent may already be visible as online while start() finishes; dying here would
+      // leave the will to say "connection lost" for what was an orderly stop.
+      started.pending = signal;
+      log.info('signal received while starting; draining once started', { signal });
+      return;
+    }
+    drain(started.agent, signal);
+  };
+  // Handlers go in before the connection: a signal during birth must drain, not kill.
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  started.agent = await runAgent(def, settings.connection, { ...options, log });
+  if (started.pending !== undefined) drain(started.agent, started.pending);
 }

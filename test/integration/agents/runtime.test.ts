@@ -1,29 +1,44 @@
 /**
- * The agent runtime against a real Mosquitto over mutual TLS: birth, bidding, fenced execution,
+ * The agent runtime against the local stack's Mosquitto (mutual TLS, CN as identity, the ACL
+ * rendered from core/policy): birth, bidding, fenced execution,
  * deduplication, cancellation, graceful drain and the last will of a killed agent process.
  *
  * Agents run as child processes, as they do in production; this also keeps aws-crt's native
  * handles out of the Jest process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { AgentStatus, Resume, StepOutput } from '../../../core/schemas';
-import { startTlsBroker, type TlsBroker } from './tls-broker';
+import { startLocalBroker, type LocalBroker } from '../../../local/broker';
 
 jest.setTimeout(60_000);
 
 const ROOT = join(__dirname, '../../..');
 const TOKEN = 'fence-token-0123456789abcdef';
 
-let broker: TlsBroker;
+/** The local stack's broker: mTLS, CN as username and client id, and the ACL from core/policy. */
+let broker: LocalBroker;
+let stateDir: string;
+/** Publishes assignments and task status; the ACL lets only the orchestrator identity do so. */
 let orchestrator: MqttClient;
+/** Publishes requests, as clients do (the ACL refuses requests from the orchestrator). */
+let requester: MqttClient;
+
+function brokerLog(): string {
+  try {
+    return readFileSync(join(stateDir, 'logs', 'mosquitto.log'), 'utf8');
+  } catch {
+    return '(no broker log)';
+  }
+}
 
 /** Connects an MQTT 5 client with `identity`'s certificate. */
 async function connectAs(identity: string, kind: 'orchestrator' | 'client'): Promise<MqttClient> {
   const cert = await broker.issue(identity, kind);
-  return mqtt.connectAsync(`mqtts://localhost:${broker.port}`, {
+  return mqtt.connectAsync(`mqtts://localhost:${broker.mqttPort}`, {
     clientId: identity,
     protocolVersion: 5,
     key: readFileSync(cert.keyPath),
@@ -38,7 +53,7 @@ async function nextMessage(client: MqttClient, topic: string, accept: (payload: 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       client.removeListener('message', onMessage);
-      reject(new Error(`no matching message on ${topic} within ${timeoutMs} ms; broker log:\n${broker.logs()}`));
+      reject(new Error(`no matching message on ${topic} within ${timeoutMs} ms; broker log:\n${brokerLog()}`));
     }, timeoutMs);
     const onMessage = (t: string, payload: Buffer, packet: { retain?: boolean }) => {
       if (t !== topic) return;
@@ -74,7 +89,7 @@ async function startAgent(script: string, agentId: string): Promise<AgentProcess
     env: {
       ...process.env,
       PORCHLIGHT_HOST: 'localhost',
-      PORCHLIGHT_PORT: String(broker.port),
+      PORCHLIGHT_PORT: String(broker.mqttPort),
       PORCHLIGHT_CERT: cert.certPath,
       PORCHLIGHT_KEY: cert.keyPath,
       PORCHLIGHT_CA: cert.caPath,
@@ -111,13 +126,17 @@ function assignment(taskId: string, stepId: string, skill = 'upper') {
 }
 
 beforeAll(async () => {
-  broker = await startTlsBroker();
+  stateDir = mkdtempSync(join(tmpdir(), 'porchlight-agents-it-'));
+  broker = await startLocalBroker({ stateDir });
   orchestrator = await connectAs('porchlight-orchestrator', 'orchestrator');
+  requester = await connectAs('client-requester-1', 'client');
 });
 
 afterAll(async () => {
+  await requester?.endAsync();
   await orchestrator?.endAsync();
   await broker?.stop();
+  if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
 });
 
 describe('agent runtime over Mosquitto with mTLS', () => {
@@ -146,7 +165,7 @@ describe('agent runtime over Mosquitto with mTLS', () => {
 
     it('answers a request with a proposal on its own proposal topic', async () => {
       const proposal = nextMessage(orchestrator, 'tasks/t-int-1/proposal/upper-1');
-      await orchestrator.publishAsync('tasks/t-int-1/request', JSON.stringify({ goal: 'shout it', input: { text: 'hello mqtt' }, want: ['shouted'] }), { qos: 1 });
+      await requester.publishAsync('tasks/t-int-1/request', JSON.stringify({ goal: 'shout it', input: { text: 'hello mqtt' }, want: ['shouted'] }), { qos: 1 });
       expect((await proposal).payload).toEqual({ v: 1, steps: [{ id: 'upper', skill: 'upper', consumes: ['text'], produces: ['shouted'], estUsd: 0.001, estMs: 20 }], note: 'shout it' });
     });
 
@@ -201,7 +220,7 @@ describe('agent runtime over Mosquitto with mTLS', () => {
       try {
         const demo: unknown = JSON.parse(readFileSync(join(ROOT, 'agents/examples/demo-request.json'), 'utf8'));
         const proposal = nextMessage(orchestrator, 'tasks/t-demo-1/proposal/sql-it-1');
-        await orchestrator.publishAsync('tasks/t-demo-1/request', JSON.stringify(demo), { qos: 1 });
+        await requester.publishAsync('tasks/t-demo-1/request', JSON.stringify(demo), { qos: 1 });
         expect((await proposal).payload).toMatchObject({ steps: [{ skill: 'sql-optimiser', produces: ['optimised_sql', 'rows'] }] });
 
         const offline = nextMessage(orchestrator, 'agents/sql-it-1/status', hasState('offline'));

@@ -57,12 +57,12 @@ function alive(pid: number): boolean {
 export function readStackFile(stateDir: string): StackFile {
   const path = stackFilePath(stateDir);
   if (!existsSync(path)) {
-    throw new ConfigError(`no local stack is running (no ${path}); start one with \`npx porchlight up\` or \`npm start -- --keep\``);
+    throw new ConfigError(`no local stack is running (no ${path}); start one with \`npm run porchlight -- up\` or \`npm start -- --keep\``);
   }
   const parsed = StackFile.safeParse(JSON.parse(readFileSync(path, 'utf8')));
   if (!parsed.success) throw new ConfigError(`${path} is not a stack file: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   if (!alive(parsed.data.pid)) {
-    throw new ConfigError(`the local stack that wrote ${path} (pid ${parsed.data.pid}) is no longer running; start one with \`npx porchlight up\``);
+    throw new ConfigError(`the local stack that wrote ${path} (pid ${parsed.data.pid}) is no longer running; start one with \`npm run porchlight -- up\``);
   }
   return parsed.data;
 }

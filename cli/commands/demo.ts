@@ -116,9 +116,9 @@ export async function demo(options: DemoOptions): Promise<number> {
     if (options.keep && !interrupted) {
       const watcher = applyNewIdentities(stack, log);
       out('\nThe stack and agents keep running (Ctrl-C to stop). In another terminal:');
-      out('  npx porchlight agents');
-      out('  npx porchlight submit agents/examples/demo-request.json');
-      out('  npx porchlight certs issue my-agent --kind agent');
+      out('  npm run porchlight -- agents');
+      out('  npm run porchlight -- submit agents/examples/demo-request.json');
+      out('  npm run porchlight -- certs issue my-agent --kind agent');
       await new Promise<void>((done) => {
         process.once('SIGINT', () => done());
         process.once('SIGTERM', () => done());

@@ -17,7 +17,7 @@ export async function up(options: { stateDir: string; out?: (line: string) => vo
   browser   ws://127.0.0.1:${info.wsPort}   (user ${stack.observer.username}, password in ${info.stateDir})
   database  ${info.dynamoEndpoint}   (table ${info.tableName})
   logs      ${stack.paths.logsDir}
-Run agents with certificates from \`npx porchlight certs issue <id> --kind agent\`.`);
+Run agents with certificates from \`npm run porchlight -- certs issue <id> --kind agent\`.`);
   await new Promise<void>((done) => {
     process.once('SIGINT', () => done());
     process.once('SIGTERM', () => done());

@@ -9,13 +9,14 @@ import * as path from 'node:path';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { TASK_ROOTS } from '../../core/data-classes';
+import { DEFAULT_ORCHESTRATOR_CONFIG as DEFAULTS } from '../../core/orchestrator';
 import { handlerEntry, type FunctionName } from '../rules/catalogue';
 import { acknowledge, LAMBDA_BASIC_EXECUTION_FINDING, wildcardResourceFinding } from './acknowledge';
 
 /** Topics an orchestrator function may publish through the IoT data plane. */
 export type PublishKind = 'status' | 'result' | 'assign' | 'pool' | 'errors';
 
-/** The orchestrator's tunables, passed to every function as environment variables. */
+/** The orchestrator's tunables, passed to every function as environment variables; defaults are core's DEFAULT_ORCHESTRATOR_CONFIG. */
 export interface OrchestratorSettings {
   /** @default 60000 (LEASE_MS) */
   readonly leaseMs?: number;
@@ -126,11 +127,11 @@ export class OrchestratorFunction extends Construct {
         TIMER_QUEUE_URL: props.timerQueue.queueUrl,
         POWERTOOLS_SERVICE_NAME: `porchlight-${props.name}`,
         POWERTOOLS_METRICS_NAMESPACE: 'Porchlight',
-        LEASE_MS: positiveInt('leaseMs', s.leaseMs ?? 60_000),
-        MAX_ATTEMPTS: positiveInt('maxAttempts', s.maxAttempts ?? 3),
-        PROPOSAL_WINDOW_MS: positiveInt('proposalWindowMs', s.proposalWindowMs ?? 2_000),
-        RETENTION_MS: positiveInt('retentionMs', s.retentionMs ?? 24 * 60 * 60 * 1000),
-        DEFAULT_DEADLINE_MS: positiveInt('defaultDeadlineMs', s.defaultDeadlineMs ?? 15 * 60 * 1000),
+        LEASE_MS: positiveInt('leaseMs', s.leaseMs ?? DEFAULTS.leaseMs),
+        MAX_ATTEMPTS: positiveInt('maxAttempts', s.maxAttempts ?? DEFAULTS.maxAttempts),
+        PROPOSAL_WINDOW_MS: positiveInt('proposalWindowMs', s.proposalWindowMs ?? DEFAULTS.defaultProposalWindowMs),
+        RETENTION_MS: positiveInt('retentionMs', s.retentionMs ?? DEFAULTS.retentionMs),
+        DEFAULT_DEADLINE_MS: positiveInt('defaultDeadlineMs', s.defaultDeadlineMs ?? DEFAULTS.defaultDeadlineMs),
       },
     });
 

@@ -358,6 +358,12 @@ export function decodePayload<S extends z.ZodType>(schema: S, raw: string | Uint
   const bytes = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.byteLength;
   if (bytes > MAX_PAYLOAD_BYTES) throw new PayloadTooLargeError(bytes, MAX_PAYLOAD_BYTES);
   const text = typeof raw === 'string' ? raw : new TextDecoder('utf-8', { fatal: false }).decode(raw);
+  // JSON.parse copes with any depth, but zod's z.json() (artifacts), canonicalJson and
+  // structuredClone recurse: a 128 KB payload of nested brackets overflowed the stack in validation.
+  const depth = jsonNestingDepth(text, MAX_JSON_DEPTH);
+  if (depth > MAX_JSON_DEPTH) {
+    throw new ValidationError('invalid-payload', `${what} is invalid: (root): JSON nests deeper than ${MAX_JSON_DEPTH} levels`, [`(root): nested deeper than ${MAX_JSON_DEPTH} levels`]);
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -367,9 +373,48 @@ export function decodePayload<S extends z.ZodType>(schema: S, raw: string | Uint
   return parseMessage(schema, json, what);
 }
 
+/** Deepest array/object nesting accepted in a payload; far beyond any real artifact, far below the stack limit. */
+export const MAX_JSON_DEPTH = 256;
+
+/**
+ * The bracket nesting depth of JSON `text` (brackets inside strings do not count), counting no
+ * further than `stopAbove + 1`. Works on malformed text too: it only scans.
+ */
+export function jsonNestingDepth(text: string, stopAbove = Number.MAX_SAFE_INTEGER): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i += 1; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      depth += 1;
+      if (depth > max) {
+        max = depth;
+        if (max > stopAbove) return max;
+      }
+    } else if (c === 0x5d || c === 0x7d) depth -= 1;
+  }
+  return max;
+}
+
 /** Validates an already-parsed JSON value against `schema`; throws ValidationError listing every problem. */
 export function parseMessage<S extends z.ZodType>(schema: S, json: unknown, what: string): z.infer<S> {
-  const result = schema.safeParse(json);
+  let result: z.ZodSafeParseResult<z.infer<S>>;
+  try {
+    result = schema.safeParse(json);
+  } catch (err) {
+    // Values built in code (not decoded text) can still nest deep enough to overflow zod's recursion.
+    if (err instanceof RangeError) {
+      throw new ValidationError('invalid-payload', `${what} is invalid: (root): nested too deeply to validate`, ['(root): nested too deeply to validate'], { cause: err });
+    }
+    throw err;
+  }
   if (!result.success) {
     const issues = formatIssues(result.error);
     throw new ValidationError('invalid-payload', `${what} is invalid: ${issues.join('; ')}`, issues);

@@ -246,15 +246,17 @@ export class AgentRuntime implements RunningAgent {
   // Requests → proposals
 
   private async onRequest(taskId: string, taskRoot: string, message: InboundMessage): Promise<void> {
-    if (!this.seenRequests.add(`${taskRoot}/${taskId}`)) {
-      this.log.debug('duplicate request ignored', { taskId });
-      return;
-    }
     let request: TaskRequest;
     try {
       request = decodePayload(TaskRequest, message.payload, `request for task ${taskId}`);
     } catch (err) {
       this.log.warn('invalid task request ignored', { taskId, error: errorMessage(err) });
+      return;
+    }
+    // Remembered only once valid: the orchestrator refuses a malformed request without storing it, so a
+    // valid request may follow under the same task id and must still get an answer.
+    if (!this.seenRequests.add(`${taskRoot}/${taskId}`)) {
+      this.log.debug('duplicate request ignored', { taskId });
       return;
     }
     let proposal: ProposalInput;

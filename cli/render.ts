@@ -34,7 +34,9 @@ export function agentsTable(agents: readonly AgentRecord[]): string {
         a.load ? `${a.load.active}/${a.load.max}` : '-',
       ];
     });
-  return `${table(['agent', 'state', 'skills', 'cost', 'p95', 'region', 'accredited', 'unverified', 'load'], rows)}\n(* claimed in the résumé; no measured telemetry yet)`;
+  const text = table(['agent', 'state', 'skills', 'cost', 'p95', 'region', 'accredited', 'unverified', 'load'], rows);
+  const anyClaimed = agents.some((a) => !(a.telemetry && a.telemetry.executions > 0));
+  return anyClaimed ? `${text}\n(* claimed in the résumé; no measured telemetry yet)` : text;
 }
 
 /** The plan in a task status as a table: one row per step with its state and agent. */

@@ -3,7 +3,6 @@
  * registry. Commands stay short by composing these.
  */
 import { watch as watchFile, type FSWatcher } from 'node:fs';
-import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoRegistry } from '../functions/adapters/dynamo-registry';
@@ -68,7 +67,10 @@ export function applyNewIdentities(stack: LocalStack, log: StackLog): FSWatcher 
     }
   };
   void sync().catch((err: unknown) => log.warn('could not read the CA identities', { error: (err as Error).message }));
-  return watchFile(join(stack.paths.caDir, IDENTITIES_FILE), () => {
+  // Watch the directory, not the file: the CA replaces identities.json by renaming a new file
+  // over it, which a watch on the old file would never report.
+  return watchFile(stack.paths.caDir, (_event, filename) => {
+    if (filename !== IDENTITIES_FILE) return;
     sync().catch((err: unknown) => log.warn('could not apply new identities', { error: (err as Error).message }));
   });
 }

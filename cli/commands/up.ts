@@ -14,7 +14,7 @@ export async function up(options: { stateDir: string; out?: (line: string) => vo
   const watcher = applyNewIdentities(stack, log);
   out(`Porchlight local stack is up (Ctrl-C to stop)
   broker    mqtts://${info.mqttHost}:${info.mqttPort}   (mutual TLS; CA ${info.caPath})
-  browser   ws://127.0.0.1:${info.wsPort}   (user ${stack.observer.username}, password in ${info.stateDir})
+  browser   ws://127.0.0.1:${info.wsPort}   (read-only: user ${stack.observer.username}, password ${stack.observer.password})
   database  ${info.dynamoEndpoint}   (table ${info.tableName})
   logs      ${stack.paths.logsDir}
 Run agents with certificates from \`npm run porchlight -- certs issue <id> --kind agent\`.`);

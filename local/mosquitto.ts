@@ -95,9 +95,14 @@ export function renderMosquittoConfig(input: MosquittoConfigInput): string {
   }
   lines.push(
     '',
+    '# Retained messages, persistent sessions (subscriptions, queued QoS 1 messages) survive an',
+    '# orderly restart (SIGTERM writes the file); autosave bounds what a crash can lose.',
     'persistence true',
     `persistence_location ${p.persistenceDir}`,
     'autosave_interval 30',
+    '# The orchestrator\'s persistent session collects every rule topic while it reconnects; the',
+    '# default of 1000 queued messages per client would drop some under load.',
+    'max_queued_messages 100000',
     '',
     `log_dest file ${p.logPath}`,
     'log_type error',
@@ -212,9 +217,18 @@ export interface MosquittoBroker {
   readonly paths: MosquittoPaths;
   /** Credentials of the WebSocket observer user. */
   readonly observer: { readonly username: string; readonly password: string };
+  /** The current Mosquitto process (a restart changes it). */
   readonly pid: number;
+  /** How many times {@link MosquittoBroker.restart} has restarted the broker. */
+  readonly restarts: number;
   /** Re-renders the ACLs from the CA registry and has Mosquitto reload them (SIGHUP). */
   reloadAcl(): Promise<void>;
+  /**
+   * Stops the broker in order (SIGTERM: it saves retained messages, persistent sessions and their
+   * queued QoS 1 messages), waits `downtimeMs`, and starts it again on the same ports and config.
+   * Resolves once the TLS listener answers again. Clients see a dropped connection and reconnect.
+   */
+  restart(downtimeMs?: number): Promise<void>;
   /** SIGTERM (Mosquitto saves its persistence file), SIGKILL after a grace period; resolves on exit. */
   stop(): Promise<void>;
 }
@@ -260,62 +274,34 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
   const runAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   await writeFileAtomically(paths.configPath, renderMosquittoConfig({ port: options.port, wsPort: options.wsPort, ...options.tls, paths, runAsRoot }), 0o600);
 
-  const child: ChildProcess = spawn(binary, ['-c', paths.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const capture = (chunk: Buffer): void => {
-    if (output.length < 16_384) output += chunk.toString();
-  };
+  const caPem = await readFile(options.tls.caPath);
   // Start-up errors (bad config, unreadable key) go to stderr before the log file is opened.
   const stderrLog = createWriteStream(join(options.stateDir, 'logs', 'mosquitto.stderr.log'), { flags: 'a' });
-  child.stdout?.on('data', capture);
-  child.stderr?.on('data', (chunk: Buffer) => {
-    capture(chunk);
-    stderrLog.write(chunk);
-  });
-  let exited = false;
-  let spawnError: Error | undefined;
-  child.once('exit', () => {
-    exited = true;
-  });
-  child.once('error', (err) => {
-    spawnError = err;
-    exited = true;
-  });
   const closeStderrLog = (): Promise<void> => new Promise((resolve) => stderrLog.end(resolve));
-
-  const logTail = async (): Promise<string> => {
-    const fileText = await readFile(paths.logPath, 'utf8').catch(() => '');
-    return `${output}${fileText}`.trim().split('\n').slice(-20).join('\n') || '(no output)';
-  };
-
-  try {
-    const caPem = await readFile(options.tls.caPath);
-    await waitUntil(`Mosquitto's TLS listener on 127.0.0.1:${options.port}`, () => tlsAnswers(options.port, caPem), {
-      timeoutMs: options.startTimeoutMs ?? 15_000,
-      intervalMs: 50,
-      fatal: () => (exited ? new Error(`mosquitto exited during start-up${spawnError ? ` (${spawnError.message})` : ''}`) : undefined),
-    });
-  } catch (err) {
-    await stopChild(child);
+  let current: RunningProcess = await launchMosquitto({ binary, paths, port: options.port, caPem, stderrLog, startTimeoutMs: options.startTimeoutMs ?? 15_000, log }).catch(async (err: unknown) => {
     await closeStderrLog();
-    throw new Error(`${(err as Error).message}; broker output:\n${await logTail()}`, { cause: err });
-  }
-  log.info('Mosquitto ready', { port: options.port, wsPort: options.wsPort, pid: child.pid, log: paths.logPath });
-
-  let stopping = false;
-  child.once('exit', (code, signal) => {
-    if (!stopping) log.error('Mosquitto exited unexpectedly', { code, signal, log: paths.logPath });
+    throw err;
   });
+  log.info('Mosquitto ready', { port: options.port, wsPort: options.wsPort, pid: current.child.pid, log: paths.logPath });
+
+  let stopped = false;
+  let restarts = 0;
   return {
     host: '127.0.0.1',
     port: options.port,
     wsPort: options.wsPort,
     paths,
     observer: { username: OBSERVER_USERNAME, password },
-    pid: child.pid ?? -1,
+    get pid() {
+      return current.child.pid ?? -1;
+    },
+    get restarts() {
+      return restarts;
+    },
     reloadAcl: async () => {
       await writeAcls(paths, options.caDir);
-      if (exited) return;
+      const { child } = current;
+      if (current.exited()) return;
       // SIGHUP is handled on the broker's next loop turn; a client connecting before then would
       // still get the old ACL, so wait for the broker to log that it reloaded.
       const before = await countReloads(paths.logPath);
@@ -323,14 +309,86 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
       await waitUntil('Mosquitto to reload its ACL', async () => (await countReloads(paths.logPath)) > before, {
         timeoutMs: 5000,
         intervalMs: 20,
-        fatal: () => (exited ? new Error('mosquitto exited while reloading its ACL') : undefined),
+        fatal: () => (current.exited() ? new Error('mosquitto exited while reloading its ACL') : undefined),
       });
     },
+    restart: async (downtimeMs = 0) => {
+      if (stopped) throw new Error('the broker has been stopped; it cannot be restarted');
+      // SIGTERM, not SIGKILL: Mosquitto writes its persistence file (retained messages, sessions,
+      // queued QoS 1 messages) on an orderly exit, which is what a restart must keep.
+      current.stopping = true;
+      await stopChild(current.child, 10_000);
+      await waitForExit(current.child);
+      if (downtimeMs > 0) await new Promise((r) => setTimeout(r, downtimeMs));
+      current = await launchMosquitto({ binary, paths, port: options.port, caPem, stderrLog, startTimeoutMs: options.startTimeoutMs ?? 15_000, log });
+      restarts += 1;
+      log.info('Mosquitto restarted', { port: options.port, pid: current.child.pid, restarts });
+    },
     stop: async () => {
-      stopping = true;
-      await stopChild(child);
-      await waitForExit(child);
-      await closeStderrLog();
+      stopped = true;
+      current.stopping = true;
+      await stopChild(current.child);
+      await waitForExit(current.child);
+      if (stderrLog.writable) await closeStderrLog();
     },
   };
+}
+
+/** One Mosquitto process of a broker that may be restarted. */
+interface RunningProcess {
+  readonly child: ChildProcess;
+  exited(): boolean;
+  /** Set before an intended stop, so the exit is not reported as a crash. */
+  stopping: boolean;
+}
+
+/**
+ * Spawns Mosquitto on an already rendered config and resolves once the TLS listener completes a
+ * handshake; on failure the process is stopped and the error carries the broker's own output.
+ */
+async function launchMosquitto(input: {
+  binary: string;
+  paths: MosquittoPaths;
+  port: number;
+  caPem: Buffer;
+  stderrLog: NodeJS.WritableStream;
+  startTimeoutMs: number;
+  log: StackLog;
+}): Promise<RunningProcess> {
+  const child: ChildProcess = spawn(input.binary, ['-c', input.paths.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const capture = (chunk: Buffer): void => {
+    if (output.length < 16_384) output += chunk.toString();
+  };
+  child.stdout?.on('data', capture);
+  child.stderr?.on('data', (chunk: Buffer) => {
+    capture(chunk);
+    input.stderrLog.write(chunk);
+  });
+  let exited = false;
+  let spawnError: Error | undefined;
+  const running: RunningProcess = { child, exited: () => exited, stopping: false };
+  child.once('exit', (code, signal) => {
+    exited = true;
+    if (!running.stopping) input.log.error('Mosquitto exited unexpectedly', { code, signal, log: input.paths.logPath });
+  });
+  child.once('error', (err) => {
+    spawnError = err;
+    exited = true;
+  });
+
+  try {
+    await waitUntil(`Mosquitto's TLS listener on 127.0.0.1:${input.port}`, () => tlsAnswers(input.port, input.caPem), {
+      timeoutMs: input.startTimeoutMs,
+      intervalMs: 50,
+      fatal: () => (exited ? new Error(`mosquitto exited during start-up${spawnError ? ` (${spawnError.message})` : ''}`) : undefined),
+    });
+  } catch (err) {
+    running.stopping = true;
+    await stopChild(child);
+    const fileText = await readFile(input.paths.logPath, 'utf8').catch(() => '');
+    const tail = `${output}${fileText}`.trim().split('\n').slice(-20).join('\n') || '(no output)';
+    throw new Error(`${(err as Error).message}; broker output:\n${tail}`, { cause: err });
+  }
+  return running;
 }

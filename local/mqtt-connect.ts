@@ -86,3 +86,49 @@ export function awaitConnack(client: MqttClient, timeoutMs: number, where: strin
     client.on('close', onClose);
   });
 }
+
+/** Bounds of {@link reconnectWithBackoff}. */
+export interface ReconnectBackoff {
+  /** Ceiling of the first retry's delay, ms. */
+  readonly minDelayMs: number;
+  /** The ceiling never grows past this, ms. */
+  readonly maxDelayMs: number;
+  /** @default Math.random */
+  readonly random?: () => number;
+}
+
+/**
+ * Replaces mqtt.js's fixed reconnect period with exponential backoff and full jitter: the n-th
+ * consecutive attempt waits a random time up to min(max, min·2ⁿ), so many clients dropped by the
+ * same broker restart do not reconnect in lockstep. The client must have reconnection on
+ * (`reconnectPeriod` > 0). Returns a function that detaches it.
+ */
+export function reconnectWithBackoff(client: MqttClient, backoff: ReconnectBackoff): () => void {
+  if (!(backoff.minDelayMs > 0) || backoff.maxDelayMs < backoff.minDelayMs) {
+    throw new RangeError(`reconnect backoff needs 0 < minDelayMs <= maxDelayMs; got ${backoff.minDelayMs} and ${backoff.maxDelayMs}`);
+  }
+  const random = backoff.random ?? Math.random;
+  let attempt = 0;
+  // mqtt.js reads options.reconnectPeriod when it schedules the next attempt (on 'close'), so
+  // the delay for the next failure is set when an attempt starts and when a connection succeeds.
+  const next = (): void => {
+    const ceiling = Math.min(backoff.maxDelayMs, backoff.minDelayMs * 2 ** Math.min(attempt, 30));
+    // Never 0: mqtt.js reads a period of 0 as "do not reconnect".
+    client.options.reconnectPeriod = Math.max(1, Math.round(random() * ceiling));
+  };
+  const onConnect = (): void => {
+    attempt = 0;
+    next();
+  };
+  const onReconnect = (): void => {
+    attempt += 1;
+    next();
+  };
+  next();
+  client.on('connect', onConnect);
+  client.on('reconnect', onReconnect);
+  return () => {
+    client.off('connect', onConnect);
+    client.off('reconnect', onReconnect);
+  };
+}

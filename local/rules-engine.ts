@@ -12,6 +12,7 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import type { RuleEvent } from '../core/rule-event';
 import { RULES, type RuleDefinition } from '../infra/rules/catalogue';
 import type { DeadLetterSink } from './dead-letters';
+import { checkRate, seededRandom, type RandomSource } from './fault-injection';
 import type { FunctionInvoker } from './function-invoker';
 import { silentLog, type StackLog } from './log';
 
@@ -36,6 +37,13 @@ export interface RulesEngineOptions {
   readonly shareGroup?: string;
   /** @default Date.now */
   readonly now?: () => number;
+  /**
+   * Test-only fault injection: the fraction of messages whose rule invocations run a second time
+   * with the same event, as IoT Core's at-least-once delivery may do. @default 0
+   */
+  readonly duplicateRate?: number;
+  /** Source of the duplicate decisions. @default seededRandom(1) */
+  readonly random?: RandomSource;
   readonly log?: StackLog;
 }
 
@@ -43,6 +51,10 @@ export interface RulesEngineOptions {
 export interface RulesEngine {
   /** The rules it subscribed for (the catalogue minus `awsOnly`). */
   readonly rules: readonly RuleDefinition[];
+  /** Messages received from the broker so far. */
+  readonly received: number;
+  /** Messages delivered to their rules a second time by fault injection (`duplicateRate`). */
+  readonly duplicatesInjected: number;
   /** Resolves when every received message has been handled (or dead-lettered). */
   idle(): Promise<void>;
   /** Unsubscribes, stops the sweeper, and waits for in-flight invocations. */
@@ -113,6 +125,10 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
   const retryDelays = options.retryDelaysMs ?? [1000, 2000];
   const group = options.shareGroup ?? RULES_SHARE_GROUP;
   const semaphore = new Semaphore(Math.max(1, options.concurrency ?? 8));
+  const duplicateRate = checkRate(options.duplicateRate ?? 0, 'duplicateRate');
+  const random = options.random ?? seededRandom(1);
+  let received = 0;
+  let duplicatesInjected = 0;
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
@@ -147,17 +163,22 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
       log.warn('message matched no rule', { topic });
       return;
     }
+    received += 1;
+    const deliveries = duplicateRate > 0 && random() < duplicateRate ? 2 : 1;
+    if (deliveries === 2) duplicatesInjected += 1;
     const key = orderingKey(topic);
-    const previous = chains.get(key) ?? Promise.resolve();
-    const next = previous.then(async () => {
-      for (const rule of matched) await invokeWithRetries(rule, buildRuleEvent(rule, topic, payload, receivedAt));
-    });
-    chains.set(key, next);
-    inFlight.add(next);
-    void next.finally(() => {
-      inFlight.delete(next);
-      if (chains.get(key) === next) chains.delete(key);
-    });
+    for (let delivery = 0; delivery < deliveries; delivery += 1) {
+      const previous = chains.get(key) ?? Promise.resolve();
+      const next = previous.then(async () => {
+        for (const rule of matched) await invokeWithRetries(rule, buildRuleEvent(rule, topic, payload, receivedAt));
+      });
+      chains.set(key, next);
+      inFlight.add(next);
+      void next.finally(() => {
+        inFlight.delete(next);
+        if (chains.get(key) === next) chains.delete(key);
+      });
+    }
   };
 
   const onMessage = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
@@ -205,6 +226,12 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
 
   return {
     rules,
+    get received() {
+      return received;
+    },
+    get duplicatesInjected() {
+      return duplicatesInjected;
+    },
     idle,
     stop: async () => {
       stopping = true;

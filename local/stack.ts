@@ -16,11 +16,18 @@ import { fileDeadLetterSink } from './dead-letters';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, LOCAL_TABLE_NAME, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb';
 import { freePort } from './free-port';
 import { createWorkerInvoker, type FunctionInvoker, type HandlerResolver } from './function-invoker';
+import { checkRate, seededRandom } from './fault-injection';
 import { silentLog, type StackLog } from './log';
-import { connectWithCertificate } from './mqtt-connect';
+import { connectWithCertificate, reconnectWithBackoff } from './mqtt-connect';
 import { requireExecutable } from './processes';
 import { startRulesEngine, type RulesEngine } from './rules-engine';
 import { LOCAL_TIMER_QUEUE, localQueueUrl, startSqsShim, type SqsShim } from './sqs-shim';
+
+/**
+ * How long the broker keeps the orchestrator's session (subscriptions and queued messages) after
+ * its connection drops, seconds.
+ */
+export const ORCHESTRATOR_SESSION_EXPIRY_S = 3600;
 
 /** Ports of the stack's servers; any left out is chosen free. */
 export interface LocalStackPorts {
@@ -54,6 +61,27 @@ export interface LocalStackOptions {
   readonly warmFunctions?: boolean;
   /** Table name. @default LOCAL_TABLE_NAME */
   readonly tableName?: string;
+  /** Test-only fault injection; everything is off by default. */
+  readonly faults?: LocalStackFaults;
+}
+
+/** Faults the local stack can inject on purpose, to test what AWS may do. */
+export interface LocalStackFaults {
+  /**
+   * Fraction (0..1) of messages the rules engine hands to their rules twice, with the same event,
+   * as IoT Core may redeliver a QoS 1 message without the DUP flag. @default 0
+   */
+  readonly duplicateRate?: number;
+  /** Seed of the duplicate decisions, so a run can be replayed. @default 1 */
+  readonly seed?: number;
+}
+
+/** Counters of what the stack's fault injection has done so far. */
+export interface LocalStackFaultCounts {
+  /** Messages the rules engine delivered twice. */
+  readonly duplicatesInjected: number;
+  /** Broker restarts through {@link LocalStack.restartBroker}. */
+  readonly brokerRestarts: number;
 }
 
 /** Addresses of the running stack. */
@@ -98,6 +126,14 @@ export interface LocalStack {
    * accreditations apply to its next connection.
    */
   issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[]): Promise<IssuedCertificate>;
+  /**
+   * Restarts Mosquitto in order (SIGTERM, so it saves retained messages and persistent sessions,
+   * then the same port and config), after `downtimeMs` of being down. The orchestrator
+   * connection, agents and clients reconnect on their own; resolves once the broker answers.
+   */
+  restartBroker(downtimeMs?: number): Promise<void>;
+  /** What fault injection has done so far. */
+  faultCounts(): LocalStackFaultCounts;
   /** Stops everything in reverse start order; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -119,6 +155,7 @@ export async function preflight(): Promise<void> {
  */
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
   const log = options.log ?? silentLog;
+  const duplicateRate = checkRate(options.faults?.duplicateRate ?? 0, 'faults.duplicateRate');
   await preflight();
   const stateDir = resolve(options.stateDir);
   const logsDir = join(stateDir, 'logs');
@@ -157,11 +194,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const orchestratorCert = certificatePaths(broker.caDir, ORCHESTRATOR_IDENTITY);
     // One connection serves the shim and the rules engine: the broker forces client id = CN,
     // so two connections with the orchestrator's certificate would keep taking over each other.
+    // A persistent session: while the connection is down (a broker restart, a network blip) the
+    // broker queues the QoS 1 messages of the rules' shared subscriptions for it, so nothing
+    // published in the gap is lost; on a restart Mosquitto keeps the session in its persistence file.
     const mqtt: MqttClient = await connectWithCertificate({
-      host: broker.mqttHost, port: broker.mqttPort, ...orchestratorCert, extra: { reconnectPeriod: 1000 },
+      host: broker.mqttHost, port: broker.mqttPort, ...orchestratorCert, clean: false,
+      extra: { reconnectPeriod: 500, properties: { sessionExpiryInterval: ORCHESTRATOR_SESSION_EXPIRY_S } },
     });
+    reconnectWithBackoff(mqtt, { minDelayMs: 250, maxDelayMs: 10_000 });
     mqtt.on('error', (err) => log.warn('orchestrator MQTT connection error', { error: err.message }));
     mqtt.on('offline', () => log.warn('orchestrator MQTT connection lost; reconnecting'));
+    mqtt.on('connect', (connack) => log.info('orchestrator MQTT connection up', { sessionPresent: connack.sessionPresent }));
     stops.push(() => mqtt.endAsync().catch(() => undefined));
 
     const dataPlane: DataPlaneShim = await startDataPlaneShim({ port: options.ports?.dataPlane ?? (await freePort()), mqtt, log });
@@ -206,6 +249,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     const rulesEngine = await startRulesEngine({
       mqtt, invoker: workers, deadLetters, rules, log,
+      duplicateRate,
+      random: seededRandom(options.faults?.seed ?? 1),
       ...(options.retryDelaysMs !== undefined ? { retryDelaysMs: options.retryDelaysMs } : {}),
       sweeper: options.sweeperIntervalMs === false ? false : { functionName: 'sweeper', intervalMs: options.sweeperIntervalMs ?? 10_000 },
     });
@@ -240,6 +285,11 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       rulesEngine,
       invoker: workers,
       issue: (identity, kind, accreditations) => broker.issue(identity, kind, accreditations),
+      restartBroker: async (downtimeMs = 0) => {
+        log.warn('restarting the broker', { downtimeMs });
+        await broker.mosquitto.restart(downtimeMs);
+      },
+      faultCounts: () => ({ duplicatesInjected: rulesEngine.duplicatesInjected, brokerRestarts: broker.mosquitto.restarts }),
       stop: () => {
         stopped ??= stopAll().then(() => log.info('local stack stopped'));
         return stopped;

@@ -26,6 +26,7 @@ import { ConcurrencyGate } from './concurrency-gate';
 import { CoalescingThrottle } from './coalescing-throttle';
 import { ineligibilityReason, subscriptionPlan } from './eligibility';
 import { ExecutionAbortedError, MqttOperationError, StepError } from './errors';
+import type { RuntimeFaults } from './fault-injection';
 import { createJsonLogger, type AgentLogger, type LogLevel } from './logger';
 import { LruSet } from './lru-set';
 import { Mqtt5Bus, type AgentConnection, type InboundMessage, type MqttBus, type Mqtt5BusOptions } from './mqtt-bus';
@@ -56,6 +57,8 @@ export interface AgentRuntimeOptions {
   readonly dedupeCapacity?: number;
   /** Attempts for a retained output publish. @default 3 */
   readonly publishAttempts?: number;
+  /** Test-only fault injection (duplicate inbound delivery). @default none */
+  readonly faults?: RuntimeFaults;
 }
 
 /** Options for {@link runAgent}: runtime tuning plus MQTT connection tuning. */
@@ -132,6 +135,7 @@ export class AgentRuntime implements RunningAgent {
   private readonly drainTimeoutMs: number;
   private readonly telemetryIntervalMs: number;
   private readonly publishAttempts: number;
+  private readonly faults: RuntimeFaults | undefined;
   private state: AgentState = 'offline';
   private telemetryTimer: TimerHandle | undefined;
   private stopping: Promise<void> | undefined;
@@ -148,6 +152,7 @@ export class AgentRuntime implements RunningAgent {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.telemetryIntervalMs = options.telemetryIntervalMs ?? 10_000;
     this.publishAttempts = options.publishAttempts ?? 3;
+    this.faults = options.faults !== undefined && options.faults.duplicateRate > 0 ? options.faults : undefined;
     this.gate = new ConcurrencyGate(def.maxConcurrent, options.maxQueued ?? def.maxConcurrent, (e) => this.runExecution(e));
     this.seenAssignments = new LruSet(options.dedupeCapacity ?? 10_000);
     this.seenRequests = new LruSet(options.dedupeCapacity ?? 10_000);
@@ -175,7 +180,7 @@ export class AgentRuntime implements RunningAgent {
    * @throws MqttOperationError naming each required filter the broker refused
    */
   async start(): Promise<void> {
-    this.bus.onMessage((m) => this.dispatch(m));
+    this.bus.onMessage((m) => this.deliver(m));
     this.bus.onReconnect(() => this.fireAndLog(this.publishStatus(), 'status publish after reconnect failed'));
     const plan = subscriptionPlan(this.id, this.def.resume);
     const outcomes = await this.bus.subscribe(plan.map((p) => p.filter));
@@ -208,6 +213,15 @@ export class AgentRuntime implements RunningAgent {
 
   // -------------------------------------------------------------------------------------------
   // Dispatch
+
+  private deliver(message: InboundMessage): void {
+    this.dispatch(message);
+    const faults = this.faults;
+    if (faults === undefined || (faults.random ?? Math.random)() >= faults.duplicateRate) return;
+    // Redelivered a moment later, as a broker's redelivery would be, not inside the first dispatch.
+    this.log.info('fault injection: duplicate delivery', { topic: message.topic });
+    setImmediate(() => this.dispatch(message));
+  }
 
   private dispatch(message: InboundMessage): void {
     let parsed: ParsedTopic;

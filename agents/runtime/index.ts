@@ -15,3 +15,5 @@ export type { AgentLogger, LogFields, LogLevel } from './logger';
 export { agentEnvironment, AGENT_ENV } from './connection-env';
 export type { AgentEnvironment } from './connection-env';
 export { runAgentProcess, EXIT } from './run-process';
+export { faultsFromEnvironment, FAULT_ENV } from './fault-injection';
+export type { RuntimeFaults } from './fault-injection';

@@ -67,6 +67,11 @@ export interface Mqtt5BusOptions {
   readonly ackTimeoutSeconds?: number;
   /** @default 30 */
   readonly keepAliveSeconds?: number;
+  /**
+   * How long the broker keeps the session (subscriptions, queued QoS 1 messages) after the
+   * connection drops, s. The session is rejoined only on reconnects of the same process. @default 300
+   */
+  readonly sessionExpirySeconds?: number;
   /** Reconnect backoff bounds, ms (exponential with full jitter). @default 500 / 30000 */
   readonly minReconnectDelayMs?: number;
   readonly maxReconnectDelayMs?: number;
@@ -126,14 +131,17 @@ export class Mqtt5Bus implements MqttBus {
     builder.withConnectProperties({
       clientId,
       keepAliveIntervalSeconds: options.keepAliveSeconds ?? 30,
-      sessionExpiryIntervalSeconds: 0,
+      sessionExpiryIntervalSeconds: options.sessionExpirySeconds ?? 300,
       ...(options.will === undefined
         ? {}
         : { will: { topicName: options.will.topic, payload: options.will.payload, qos: mqtt5.QoS.AtLeastOnce, retain: options.will.retain } }),
     });
-    // A clean session each time: subscriptions are restored by hand on reconnect, so a broker
-    // that lost the session (IoT Core after expiry, a restarted Mosquitto) behaves the same.
-    builder.withSessionBehavior(mqtt5.ClientSessionBehavior.Clean);
+    // Clean on the process's first connection (a restarted process must not inherit deliveries
+    // its predecessor had taken but not finished, and its dedupe memory is empty), then rejoin
+    // on reconnects: the broker queues QoS 1 assignments and requests for the session while the
+    // link is down. When the broker lost the session (expiry, a restart without persistence)
+    // restore() subscribes again by hand.
+    builder.withSessionBehavior(mqtt5.ClientSessionBehavior.RejoinPostSuccess);
     builder.withRetryJitterMode(mqtt5.RetryJitterType.Full);
     builder.withMinReconnectDelayMs(options.minReconnectDelayMs ?? 500);
     builder.withMaxReconnectDelayMs(options.maxReconnectDelayMs ?? 30_000);

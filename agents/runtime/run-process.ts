@@ -5,6 +5,7 @@
 import { ConfigError } from '../../core/errors';
 import { defineAgent, type AgentDefinition, type AgentDefinitionInput } from './define-agent';
 import { agentEnvironment } from './connection-env';
+import { faultsFromEnvironment } from './fault-injection';
 import { runAgent, type RunAgentOptions, type RunningAgent } from './agent-runtime';
 import { createJsonLogger, isLogLevel } from './logger';
 
@@ -14,7 +15,8 @@ export const EXIT = { ok: 0, failure: 1, config: 2 } as const;
 /**
  * Starts the agent that `create` builds for the id in PORCHLIGHT_AGENT_ID and keeps it running
  * until SIGTERM or SIGINT, then drains it and exits. A second signal exits at once.
- * PORCHLIGHT_LOG_LEVEL (debug|info|warn|error) sets the log level.
+ * PORCHLIGHT_LOG_LEVEL (debug|info|warn|error) sets the log level. PORCHLIGHT_FAULT_DUPLICATE_RATE
+ * (and PORCHLIGHT_FAULT_SEED) turn on test-only duplicate delivery, see fault-injection.ts.
  */
 export async function runAgentProcess(
   create: (agentId: string) => AgentDefinition | AgentDefinitionInput,
@@ -24,8 +26,10 @@ export async function runAgentProcess(
   const levelText = env.PORCHLIGHT_LOG_LEVEL ?? 'info';
   const level = isLogLevel(levelText) ? levelText : 'info';
   let settings;
+  let faults;
   try {
     settings = agentEnvironment(env);
+    faults = faultsFromEnvironment(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`porchlight agent: ${err.message}\n` +
@@ -67,6 +71,7 @@ export async function runAgentProcess(
   // Handlers go in before the connection: a signal during birth must drain, not kill.
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  started.agent = await runAgent(def, settings.connection, { ...options, log });
+  if (faults !== undefined) log.warn('test-only fault injection is on', { duplicateRate: faults.duplicateRate });
+  started.agent = await runAgent(def, settings.connection, { ...options, ...(faults === undefined ? {} : { faults }), log });
   if (started.pending !== undefined) drain(started.agent, started.pending);
 }

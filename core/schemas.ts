@@ -345,8 +345,51 @@ export type TaskResult = z.infer<typeof TaskResult>;
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`);
+function formatIssues(error: z.ZodError, input: unknown): string[] {
+  return error.issues.flatMap((i) => expandIssue(i, [], input));
+}
+
+/**
+ * One line per issue. A union that matched no branch (a proposal is a bid or a decline) says only
+ * "Invalid input" at its own path; the issues of the branch the input was closest to are reported
+ * instead, so the message names the field that is actually wrong.
+ */
+function expandIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[], input: unknown): string[] {
+  const path = [...prefix, ...issue.path];
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const branch = closestBranch(issue.errors, valueAt(input, path));
+    if (branch !== undefined && branch.some((i) => i.path.length > 0)) return branch.flatMap((i) => expandIssue(i, path, input));
+    // Every branch refused the value itself (wrong type): say what each would have taken.
+    const messages = [...new Set(issue.errors.flat().filter((i) => i.path.length === 0).map((i) => i.message))];
+    if (messages.length > 0) return [`${path.length > 0 ? path.map(String).join('.') : '(root)'}: ${messages.join(' or ')}`];
+  }
+  return [`${path.length > 0 ? path.map(String).join('.') : '(root)'}: ${issue.message}`];
+}
+
+/** The branch with the fewest missing fields, then the deepest issue, then the fewest issues. */
+function closestBranch(branches: readonly (readonly z.core.$ZodIssue[])[], value: unknown): readonly z.core.$ZodIssue[] | undefined {
+  const score = (issues: readonly z.core.$ZodIssue[]): [number, number, number] => [
+    issues.filter((i) => i.path.length > 0 && valueAt(value, i.path) === undefined).length,
+    -Math.max(0, ...issues.map((i) => i.path.length)),
+    issues.length,
+  ];
+  let best: { issues: readonly z.core.$ZodIssue[]; score: [number, number, number] } | undefined;
+  for (const issues of branches) {
+    const s = score(issues);
+    if (best === undefined || s[0] < best.score[0] || (s[0] === best.score[0] && (s[1] < best.score[1] || (s[1] === best.score[1] && s[2] < best.score[2])))) {
+      best = { issues, score: s };
+    }
+  }
+  return best?.issues;
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object' || !Object.prototype.hasOwnProperty.call(v, key)) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
 }
 
 /**
@@ -416,7 +459,7 @@ export function parseMessage<S extends z.ZodType>(schema: S, json: unknown, what
     throw err;
   }
   if (!result.success) {
-    const issues = formatIssues(result.error);
+    const issues = formatIssues(result.error, json);
     throw new ValidationError('invalid-payload', `${what} is invalid: ${issues.join('; ')}`, issues);
   }
   return result.data;

@@ -1,6 +1,6 @@
 import { ValidationError } from '../../../core/errors';
 import { Orchestrator, DEFAULT_ORCHESTRATOR_CONFIG } from '../../../core/orchestrator';
-import { MAX_JSON_DEPTH, StepOutput, TaskRequest, decodePayload, jsonNestingDepth, parseMessage } from '../../../core/schemas';
+import { Constraints, MAX_JSON_DEPTH, Proposal, StepOutput, TaskRequest, decodePayload, jsonNestingDepth, parseMessage } from '../../../core/schemas';
 import { InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, inbound } from '../../helpers/in-memory-ports';
 
 /** `depth` nested arrays around `leaf`, as JSON text. */
@@ -65,6 +65,36 @@ describe('decodePayload', () => {
       await expect(orchestrator.onRequest(inbound('tasks/t1/request', text))).resolves.toMatchObject({ status: 'rejected', code: 'invalid-payload' });
       expect(tasks.size).toBe(0);
       expect(publisher.last('tasks/t1/status')).toMatchObject({ state: 'rejected' });
+    });
+  });
+
+  /**
+   * A proposal is a union (bid or decline). zod reports a union that matched no branch as
+   * "(root): Invalid input", which named no field: an agent whose bid had one bad estimate was
+   * told nothing useful. The issues of the closest branch are reported instead.
+   */
+  describe('a union that matches no branch', () => {
+    const step = { id: 's1', skill: 'sql', consumes: [], produces: ['x'], estUsd: 0.1, estMs: 10 };
+    const messageOf = (schema: Parameters<typeof decodePayload>[0], value: unknown): string => {
+      try {
+        decodePayload(schema, JSON.stringify(value), 'proposal');
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error('expected a rejection');
+    };
+
+    it('names the bad field of a bid', () => {
+      expect(messageOf(Proposal, { steps: [{ ...step, estUsd: 'free' }] })).toBe('proposal is invalid: steps.0.estUsd: Invalid input: expected number, received string');
+    });
+
+    it('names the bad field of a decline', () => {
+      expect(messageOf(Proposal, { decline: true, reason: 5 })).toBe('proposal is invalid: reason: Invalid input: expected string, received number');
+    });
+
+    it('says what the value should have been when no branch took its type', () => {
+      expect(messageOf(Proposal, 5)).toBe('proposal is invalid: (root): Invalid input: expected object, received number');
+      expect(messageOf(Constraints, { region: 5 })).toMatch(/^proposal is invalid: region: .*expected string.* or .*expected array/);
     });
   });
 });

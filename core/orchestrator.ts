@@ -356,6 +356,12 @@ export class Orchestrator {
       const task = await this.deps.tasks.get(taskId);
       if (!task) return undefined;
       const decision = apply(task);
+      if (decision.kind === 'unchanged') {
+        // Often a redelivery whose first delivery saved and then failed to publish: finish that publishing now
+        // rather than leaving the messages to the next sweep.
+        if (task.outbox.length > 0) await this.flushStored(task);
+        return decision;
+      }
       if (decision.kind !== 'changed') return decision;
       try {
         await this.deps.tasks.save(decision.task, task.version);

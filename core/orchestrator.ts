@@ -409,7 +409,10 @@ export class Orchestrator {
     if (result.error !== undefined) {
       this.log('warn', 'publish failed; the outbox keeps the rest', { taskId: task.taskId, remaining: result.remaining.length, error: describe(result.error) });
     }
-    if (result.published.length === 0) return false;
+    for (const { message, error } of result.dropped) {
+      this.log('error', 'message over the broker payload limit dropped', { taskId: task.taskId, topic: message.topic, bytes: error.bytes, limit: error.limit });
+    }
+    if (result.published.length === 0 && result.dropped.length === 0) return false;
     try {
       await this.deps.tasks.save(markPublished(task, result.remaining, this.machine(this.now())), task.version);
     } catch (err) {

@@ -5,6 +5,7 @@
  * duplicates this can cause (assignments are deduplicated by task, step and epoch; a status
  * carries a version).
  */
+import { PayloadTooLargeError } from './errors';
 import type { OutboundMessage } from './model';
 import type { Publisher } from './ports';
 
@@ -32,23 +33,32 @@ export interface FlushResult {
   readonly remaining: readonly OutboundMessage[];
   /** Why publishing stopped, when it did. */
   readonly error?: unknown;
+  /** Messages the broker can never take (over its payload limit), skipped so they do not block the rest. */
+  readonly dropped: readonly { readonly message: OutboundMessage; readonly error: PayloadTooLargeError }[];
 }
 
 /**
  * Publishes `messages` in order and stops at the first failure, so a later retained snapshot is
- * never published ahead of an earlier one that failed.
+ * never published ahead of an earlier one that failed. A message over the broker's payload limit
+ * is the exception: no retry can publish it, and stopping there would hold every later message
+ * (the final status among them) back for good, so it is skipped and reported in `dropped`.
  */
 export async function flush(publisher: Publisher, messages: readonly OutboundMessage[]): Promise<FlushResult> {
   const published: OutboundMessage[] = [];
+  const dropped: { message: OutboundMessage; error: PayloadTooLargeError }[] = [];
   for (const [i, message] of messages.entries()) {
     try {
       await publisher.publish(message);
     } catch (error) {
-      return { published, remaining: messages.slice(i), error };
+      if (error instanceof PayloadTooLargeError) {
+        dropped.push({ message, error });
+        continue;
+      }
+      return { published, remaining: messages.slice(i), error, dropped };
     }
     published.push(message);
   }
-  return { published, remaining: [] };
+  return { published, remaining: [], dropped };
 }
 
 /**

@@ -4,6 +4,11 @@
  * loses its step to another agent under a new epoch and is fenced out afterwards; leases run out
  * up to the attempt limit; a request's deadline reaches its assignments and fails the task; a
  * finished task's item outlives its retention clean-up.
+ *
+ * Known gap, not covered here because nothing can tell the cases apart yet: a last will carries
+ * no `at` timestamp, so a will redelivered after the agent came back online (QoS 1 allows it)
+ * marks the agent offline again and re-assigns the steps it took since. Ordering statuses needs
+ * the will to carry its connect time and the registry to keep the latest `at` it recorded.
  */
 import { createHash } from 'node:crypto';
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../../core/orchestrator';

@@ -55,7 +55,8 @@ export function wrongValue(original: unknown): fc.Arbitrary<unknown> {
   if (typeof original !== 'number') options.push(fc.constant(1), fc.constant(-1), fc.constant(1e308));
   if (typeof original !== 'boolean') options.push(fc.boolean());
   if (!Array.isArray(original)) options.push(fc.constant([]), deepNesting);
-  if (Array.isArray(original)) options.push(fc.constant(Array.from({ length: 2000 }, () => 'x')));
+  // Items of the wrong type too: a long array of valid items is fine where a field sets no maximum.
+  if (Array.isArray(original)) options.push(fc.constant(Array.from({ length: 2000 }, () => 1)));
   if (original === null || typeof original !== 'object' || Array.isArray(original)) options.push(fc.constant({}), fc.constant({ a: 1 }));
   return fc.oneof(...options);
 }

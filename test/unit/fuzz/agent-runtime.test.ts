@@ -10,7 +10,7 @@ import { AgentRuntime } from '../../../agents/runtime/agent-runtime';
 import { defineAgent } from '../../../agents/runtime/define-agent';
 import type { InboundMessage } from '../../../agents/runtime/mqtt-bus';
 import { captureLogger, eventually, FakeBus } from '../agents/runtime/fake-bus';
-import { badId, brokenField, expectPrototypeClean, garbage, trapUnhandledRejections, withPollutionKey, type BreakableField } from './arbitraries';
+import { badArtifactName, badId, brokenField, expectPrototypeClean, garbage, trapUnhandledRejections, withPollutionKey, type BreakableField } from './arbitraries';
 
 const ID = 'agent-1';
 const TOKEN = 'tok-0123456789abcdef-xyz';
@@ -76,7 +76,7 @@ function warnings(s: Started, message: string): { error?: unknown }[] {
   return s.log.lines.filter((l) => l.level === 'warn' && l.message === message).map((l) => l.fields);
 }
 
-const REQUEST_FIELDS: readonly BreakableField[] = [{ path: ['goal'] }, { path: ['want'] }, { path: ['want', 0], bad: badId }];
+const REQUEST_FIELDS: readonly BreakableField[] = [{ path: ['goal'] }, { path: ['want'] }, { path: ['want', 0], bad: badArtifactName }];
 const ASSIGNMENT_FIELDS: readonly BreakableField[] = [
   { path: ['taskId'], bad: badId }, { path: ['stepId'], bad: badId }, { path: ['epoch'], bad: fc.constantFrom(0, -1, 1.5) },
   { path: ['token'], bad: fc.constantFrom('', 'short') }, { path: ['skill'], bad: fc.constantFrom('', 'Not A Skill') }, { path: ['deadline'], bad: fc.constantFrom('tomorrow', '') },

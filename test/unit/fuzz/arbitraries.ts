@@ -47,6 +47,9 @@ export const badId: fc.Arbitrary<string> = fc.oneof(
   fc.stringMatching(/^[a-z0-9]{0,8}$/).map((s) => `$${s}`),
 );
 
+/** Strings no artifact name accepts (names may contain '.', unlike ids). */
+export const badArtifactName: fc.Arbitrary<string> = fc.constantFrom('', 'has space', 'a/b', '$x', 'é', 'a\u0000b', 'x'.repeat(129));
+
 /** A value of a JSON type other than `original`'s (a different kind of number, string, boolean, array, object or null). */
 export function wrongValue(original: unknown): fc.Arbitrary<unknown> {
   const options: fc.Arbitrary<unknown>[] = [];

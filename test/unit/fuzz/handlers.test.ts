@@ -14,7 +14,7 @@ import type { RuleHandler } from '../../../functions/lib/rule-handler';
 import { agentRecord, step, taskRecord } from '../functions/helpers/fixtures';
 import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv, storedAgent, storedTask } from '../functions/helpers/handler-env';
 import {
-  RUNS, badId, brokenField, expectPrototypeClean, expectSpecificRefusal, garbage, trapUnhandledRejections, type BreakableField,
+  RUNS, badArtifactName, badId, brokenField, expectPrototypeClean, expectSpecificRefusal, garbage, trapUnhandledRejections, type BreakableField,
 } from './arbitraries';
 
 const { ddb, sqs, iotData } = mocks;
@@ -93,7 +93,7 @@ const RULE_KINDS: readonly RuleKind[] = [
   {
     name: 'intake: request', fn: 'intake', topic: 'tasks/t-new/request', clientId: 'client-1',
     valid: { goal: 'chart', input: { sales: [1] }, want: ['chart'] },
-    fields: [{ path: ['goal'] }, { path: ['want'] }, { path: ['want', 0], bad: badId }],
+    fields: [{ path: ['goal'] }, { path: ['want'] }, { path: ['want', 0], bad: badArtifactName }],
     allowed: /^tasks\/t-new\/(status|result)$/,
   },
   {

@@ -228,4 +228,22 @@ describe('handlers under Lambda async retries and duplicate delivery', () => {
       expect(table.item('ASSIGNEE#agent-a', 'TASK#t-1')).toBeUndefined();
     });
   });
+
+  describe('retained-state hygiene in the table', () => {
+    it('gives the task item, its assignee pointer and the proposals a DynamoDB TTL, pushed past retention when the task finishes', async () => {
+      const a = await assigned();
+      const live = task();
+      expect(table.item('TASK#t-1', 'TASK')?.expiresAt).toBe(live.expiresAt);
+      expect(live.expiresAt).toBe(Math.ceil((live.deadlineAt! + 24 * 3600 * 1000) / 1000));
+      expect(table.item('ASSIGNEE#agent-a', 'TASK#t-1')?.expiresAt).toBe(live.expiresAt);
+      expect(table.item('TASK#t-1', 'PROPOSAL#agent-a')?.expiresAt).toEqual(expect.any(Number));
+
+      await handlers.progress(outputEvent(a));
+      const done = task();
+      expect(done.expiresAt).toBe(Math.ceil((done.finishedAt! + 24 * 3600 * 1000) / 1000) + 3600);
+      expect(table.item('TASK#t-1', 'TASK')?.expiresAt).toBe(done.expiresAt);
+      // Indexed for the sweeper until the retention clean-up has run.
+      expect(table.item('TASK#t-1', 'TASK')?.dueAt).toBe(done.finishedAt! + 24 * 3600 * 1000);
+    });
+  });
 });

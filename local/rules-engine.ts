@@ -8,7 +8,7 @@
  * Differences from IoT Core, by necessity: Mosquitto does not tell a subscriber who published,
  * so events carry no `clientId`; rules marked `awsOnly` (lifecycle events) are skipped.
  */
-import type { IPublishPacket, MqttClient } from 'mqtt';
+import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
 import type { RuleEvent } from '../core/rule-event';
 import { RULES, type RuleDefinition } from '../infra/rules/catalogue';
 import type { DeadLetterSink } from './dead-letters';
@@ -33,8 +33,11 @@ export interface RulesEngineOptions {
   readonly concurrency?: number;
   /** Sweeper schedule; `false` turns it off. @default { functionName: 'sweeper', intervalMs: 10000 } */
   readonly sweeper?: { readonly functionName: string; readonly intervalMs: number } | false;
-  /** @default RULES_SHARE_GROUP */
-  readonly shareGroup?: string;
+  /**
+   * Shared-subscription group, so several engine instances share the load; `false` subscribes
+   * to the plain filters (one instance). @default RULES_SHARE_GROUP
+   */
+  readonly shareGroup?: string | false;
   /** @default Date.now */
   readonly now?: () => number;
   /**
@@ -186,7 +189,7 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
   };
   options.mqtt.on('message', onMessage);
 
-  const subscriptions = rules.map((r) => `$share/${group}/${r.topicFilter}`);
+  const subscriptions = rules.map((r) => (group === false ? r.topicFilter : `$share/${group}/${r.topicFilter}`));
   try {
     for (const [index, filter] of subscriptions.entries()) {
       const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, properties: { subscriptionIdentifier: index + 1 } });
@@ -198,6 +201,25 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
     throw err;
   }
   log.info('rules engine subscribed', { rules: rules.map((r) => r.name) });
+
+  // mqtt.js subscribes again after a reconnect only when the broker lost the session. When the
+  // session is present its subscriptions should be too, but Mosquitto 2.0 does not restore
+  // shared subscriptions from its persistence file after a restart: the session comes back
+  // without them and no rule would fire again. Subscribing again is idempotent (it replaces a
+  // subscription with the same filter), so it is done on every resumed session. Plain filters
+  // are restored with the session (and subscribing again would replay every retained message).
+  const onReconnect = (connack: IConnackPacket): void => {
+    if (stopping || connack.sessionPresent !== true || group === false) return;
+    void (async () => {
+      for (const [index, filter] of subscriptions.entries()) {
+        const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, properties: { subscriptionIdentifier: index + 1 } });
+        const qos = granted[0]?.qos;
+        if (qos !== 0 && qos !== 1) log.error('the broker refused a rules subscription after a reconnect', { filter, suback: qos });
+      }
+      log.info('rules engine subscriptions renewed after a reconnect', { rules: rules.length });
+    })().catch((err: unknown) => log.error('could not renew the rules subscriptions after a reconnect', { error: (err as Error).message }));
+  };
+  options.mqtt.on('connect', onReconnect);
 
   let sweepTimer: NodeJS.Timeout | undefined;
   let sweeping: Promise<void> | undefined;
@@ -237,6 +259,7 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
       stopping = true;
       clearInterval(sweepTimer);
       options.mqtt.off('message', onMessage);
+      options.mqtt.off('connect', onReconnect);
       if (options.mqtt.connected) await options.mqtt.unsubscribeAsync(subscriptions).catch(() => undefined);
       await idle();
     },

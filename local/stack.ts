@@ -198,7 +198,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     // broker queues the QoS 1 messages of the rules' shared subscriptions for it, so nothing
     // published in the gap is lost; on a restart Mosquitto keeps the session in its persistence file.
     const mqtt: MqttClient = await connectWithCertificate({
-      host: broker.mqttHost, port: broker.mqttPort, ...orchestratorCert, clean: false,
+      host: broker.mqttHost, port: broker.mqttPort, ...orchestratorCert, clientId: ORCHESTRATOR_IDENTITY, clean: false,
       extra: { reconnectPeriod: 500, properties: { sessionExpiryInterval: ORCHESTRATOR_SESSION_EXPIRY_S } },
     });
     reconnectWithBackoff(mqtt, { minDelayMs: 250, maxDelayMs: 10_000 });
@@ -250,6 +250,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const rulesEngine = await startRulesEngine({
       mqtt, invoker: workers, deadLetters, rules, log,
       duplicateRate,
+      // One orchestrator connection locally (see above), so nothing to share the load with; and
+      // Mosquitto 2.0 does not restore shared subscriptions with a persistent session after a
+      // restart, while plain ones come back and have their messages queued during the gap.
+      shareGroup: false,
       random: seededRandom(options.faults?.seed ?? 1),
       ...(options.retryDelaysMs !== undefined ? { retryDelaysMs: options.retryDelaysMs } : {}),
       sweeper: options.sweeperIntervalMs === false ? false : { functionName: 'sweeper', intervalMs: options.sweeperIntervalMs ?? 10_000 },

@@ -136,6 +136,8 @@ export class AgentRuntime implements RunningAgent {
   private readonly telemetryIntervalMs: number;
   private readonly publishAttempts: number;
   private readonly faults: RuntimeFaults | undefined;
+  /** Messages received before the agent came online; undefined once it has. */
+  private beforeOnline: InboundMessage[] | undefined = [];
   private state: AgentState = 'offline';
   private telemetryTimer: TimerHandle | undefined;
   private stopping: Promise<void> | undefined;
@@ -196,6 +198,9 @@ export class AgentRuntime implements RunningAgent {
     await this.bus.publish(topics.agentResume(this.id), JSON.stringify(this.def.resume), { qos: 1, retain: true });
     this.state = 'online';
     await this.publishStatus();
+    const waiting = this.beforeOnline ?? [];
+    this.beforeOnline = undefined;
+    for (const message of waiting) this.deliver(message);
     this.scheduleTelemetryTick();
     this.log.info('agent online', { skills: this.def.resume.skills, subscriptions: outcomes.filter((o) => o.ok).map((o) => o.filter) });
   }
@@ -215,6 +220,13 @@ export class AgentRuntime implements RunningAgent {
   // Dispatch
 
   private deliver(message: InboundMessage): void {
+    // Until birth is complete (state still offline) a rejoined session may already deliver
+    // queued requests and assignments; they wait for the agent to be online rather than being
+    // declined as if it were going away.
+    if (this.beforeOnline !== undefined) {
+      this.beforeOnline.push(message);
+      return;
+    }
     this.dispatch(message);
     const faults = this.faults;
     if (faults === undefined || (faults.random ?? Math.random)() >= faults.duplicateRate) return;

@@ -38,7 +38,7 @@ export interface MqttBus {
   /** Subscribes (QoS 1) and reports the broker's verdict per filter; rejects only when no SUBACK came. */
   subscribe(filters: readonly string[]): Promise<SubscribeOutcome[]>;
   unsubscribe(filters: readonly string[]): Promise<void>;
-  /** Sets the one handler every inbound message goes to. */
+  /** Sets the one handler every inbound message goes to (messages that arrived earlier are handed to it first). */
   onMessage(handler: (message: InboundMessage) => void): void;
   /** Called after a reconnect, once lost subscriptions have been restored. */
   onReconnect(handler: () => void): void;
@@ -69,10 +69,10 @@ export interface Mqtt5BusOptions {
   readonly keepAliveSeconds?: number;
   /**
    * How long the broker keeps the session (subscriptions, queued QoS 1 messages) after the
-   * connection drops, s. The session is rejoined only on reconnects of the same process. @default 300
+   * connection drops, s. @default 300
    */
   readonly sessionExpirySeconds?: number;
-  /** Reconnect backoff bounds, ms (exponential with full jitter). @default 500 / 30000 */
+  /** Reconnect backoff bounds, ms (exponential with full jitter). @default 250 / 30000 */
   readonly minReconnectDelayMs?: number;
   readonly maxReconnectDelayMs?: number;
   /** Apply IoT Core's client-side limits (100 publishes/s, 8 filters per SUBSCRIBE, 7 slashes). @default true */
@@ -81,6 +81,9 @@ export interface Mqtt5BusOptions {
   readonly will?: { readonly topic: string; readonly payload: string; readonly retain: boolean };
   readonly log: AgentLogger;
 }
+
+/** Messages kept for a handler that is not registered yet. */
+const MAX_EARLY_MESSAGES = 10_000;
 
 /** IoT Core accepts at most 8 filters per SUBSCRIBE. */
 const FILTERS_PER_SUBSCRIBE = 8;
@@ -113,6 +116,8 @@ export class Mqtt5Bus implements MqttBus {
   private reconnectHandler: () => void = () => undefined;
   private readonly active = new Set<string>();
   private connectedOnce = false;
+  /** Messages received before {@link onMessage} was called; undefined once it has been. */
+  private early: InboundMessage[] | undefined = [];
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -136,14 +141,16 @@ export class Mqtt5Bus implements MqttBus {
         ? {}
         : { will: { topicName: options.will.topic, payload: options.will.payload, qos: mqtt5.QoS.AtLeastOnce, retain: options.will.retain } }),
     });
-    // Clean on the process's first connection (a restarted process must not inherit deliveries
-    // its predecessor had taken but not finished, and its dedupe memory is empty), then rejoin
-    // on reconnects: the broker queues QoS 1 assignments and requests for the session while the
-    // link is down. When the broker lost the session (expiry, a restart without persistence)
-    // restore() subscribes again by hand.
-    builder.withSessionBehavior(mqtt5.ClientSessionBehavior.RejoinPostSuccess);
+    // A persistent session, rejoined on every connection, also a restarted process's first: the
+    // broker queues QoS 1 requests and assignments while the link (or the process) is down, so
+    // they are not lost to a reconnect, a broker restart or a crash. Work queued for a crashed
+    // predecessor whose epoch was re-assigned meanwhile is aborted once the retained task status
+    // shows the newer epoch, and its output would be refused by fencing. (RejoinPostSuccess would
+    // start each process clean, and Mosquitto 2.0 does not persist sessions begun with a clean
+    // start across its own restart.) When the broker lost the session, restore() subscribes again.
+    builder.withSessionBehavior(mqtt5.ClientSessionBehavior.RejoinAlways);
     builder.withRetryJitterMode(mqtt5.RetryJitterType.Full);
-    builder.withMinReconnectDelayMs(options.minReconnectDelayMs ?? 500);
+    builder.withMinReconnectDelayMs(options.minReconnectDelayMs ?? 250);
     builder.withMaxReconnectDelayMs(options.maxReconnectDelayMs ?? 30_000);
     builder.withAckTimeoutSeconds(options.ackTimeoutSeconds ?? 10);
     builder.withConnackTimeoutMs(Math.min(options.connectTimeoutMs ?? 15_000, 10_000));
@@ -165,6 +172,13 @@ export class Mqtt5Bus implements MqttBus {
 
     this.client.on('messageReceived', (event: mqtt5.MessageReceivedEvent) => {
       const message = { topic: event.message.topicName, payload: toBytes(event.message.payload), retain: event.message.retain ?? false };
+      // A rejoined session delivers what was queued for it right after CONNACK, before the
+      // runtime has registered its handler: keep those messages for it.
+      if (this.early !== undefined) {
+        if (this.early.length < MAX_EARLY_MESSAGES) this.early.push(message);
+        else this.log.warn('dropping a message that arrived before the handler was set', { topic: message.topic });
+        return;
+      }
       try {
         this.messageHandler(message);
       } catch (err) {
@@ -204,7 +218,11 @@ export class Mqtt5Bus implements MqttBus {
 
   private restore(rejoined: boolean): void {
     const filters = [...this.active];
-    const resubscribe = rejoined || filters.length === 0 ? Promise.resolve([]) : this.subscribe(filters);
+    // Subscribing again even to a rejoined session: it is idempotent, and a broker may bring a
+    // session back without some of its subscriptions (Mosquitto 2.0 drops shared subscriptions,
+    // i.e. pools, when it restores sessions from its persistence file).
+    if (rejoined) this.log.debug('session rejoined; renewing subscriptions anyway', { filters: filters.length });
+    const resubscribe = filters.length === 0 ? Promise.resolve([]) : this.subscribe(filters);
     resubscribe
       .then((outcomes) => {
         for (const o of outcomes.filter((x) => !x.ok)) this.log.error('subscription refused after reconnect', { filter: o.filter, reason: o.reason });
@@ -270,6 +288,15 @@ export class Mqtt5Bus implements MqttBus {
   /** {@inheritDoc MqttBus.onMessage} */
   onMessage(handler: (message: InboundMessage) => void): void {
     this.messageHandler = handler;
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const message of early) {
+      try {
+        handler(message);
+      } catch (err) {
+        this.log.error('message handler threw', { topic: message.topic, error: err });
+      }
+    }
   }
 
   /** {@inheritDoc MqttBus.onReconnect} */

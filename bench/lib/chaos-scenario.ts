@@ -116,12 +116,90 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const between = (random: RandomSource, [lo, hi]: readonly [number, number]): number => lo + random() * (hi - lo);
 
 /** One agent identity whose process may be killed and started again. */
-interface ChaosAgent {
+export interface ChaosAgent {
   readonly agentId: string;
   readonly skill: ChaosSkill;
-  child: ChildProcess | undefined;
-  exited: Promise<void>;
-  log: WriteStream;
+  /** The current process, if one is running. */
+  readonly child: ChildProcess | undefined;
+  /** Resolves when the current process has exited. */
+  readonly exited: Promise<void>;
+  /** Starts a new process with the same identity (the previous one must have exited). */
+  launch(): void;
+  /** SIGKILL: no drain, no DISCONNECT; the broker publishes the last will. Resolves on exit. */
+  kill(): Promise<void>;
+  /** SIGTERM (drain), SIGKILL after a short grace; closes the log. */
+  stop(): Promise<void>;
+}
+
+/** Where a chaos worker connects and what it records. */
+export interface ChaosAgentLaunch {
+  readonly stack: LocalStack;
+  readonly agentId: string;
+  readonly skill: ChaosSkill;
+  readonly ledgerPath: string;
+  /** @default 0 */
+  readonly duplicateRate?: number;
+  /** Seed of the agent's duplicate decisions (varied per launch). @default 1 */
+  readonly seed?: number;
+}
+
+/**
+ * Issues the agent's certificate and starts a chaos worker process as that identity, logging
+ * to `<logs>/<agentId>.log` (appended to across restarts).
+ */
+export async function startChaosAgent(launch: ChaosAgentLaunch): Promise<ChaosAgent> {
+  const { stack, agentId, skill } = launch;
+  const cert = await stack.issue(agentId, 'agent');
+  const log: WriteStream = createWriteStream(join(stack.paths.logsDir, `${agentId}.log`), { flags: 'a' });
+  const env = {
+    ...process.env,
+    PORCHLIGHT_HOST: stack.endpoints.mqttHost, PORCHLIGHT_PORT: String(stack.endpoints.mqttPort), PORCHLIGHT_CA: cert.caPath,
+    PORCHLIGHT_CERT: cert.certPath, PORCHLIGHT_KEY: cert.keyPath, PORCHLIGHT_AGENT_ID: agentId,
+    PORCHLIGHT_CHAOS_SKILL: skill, PORCHLIGHT_EFFECT_LEDGER: launch.ledgerPath, PORCHLIGHT_LOG_LEVEL: 'info',
+    ...((launch.duplicateRate ?? 0) > 0 ? { PORCHLIGHT_FAULT_DUPLICATE_RATE: String(launch.duplicateRate) } : {}),
+  };
+  let launches = 0;
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const running = (): ChildProcess | undefined => (child !== undefined && child.exitCode === null && child.signalCode === null ? child : undefined);
+  const agent: ChaosAgent = {
+    agentId,
+    skill,
+    get child() {
+      return running();
+    },
+    get exited() {
+      return exited;
+    },
+    launch() {
+      if (running() !== undefined) throw new Error(`agent ${agentId} is already running`);
+      launches += 1;
+      const seed = ((launch.seed ?? 1) * 7919 + launches * 104_729) >>> 0;
+      const next = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
+        cwd: REPO_ROOT, env: { ...env, PORCHLIGHT_FAULT_SEED: String(seed) }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      next.stdout?.pipe(log, { end: false });
+      next.stderr?.pipe(log, { end: false });
+      child = next;
+      exited = new Promise((done) => next.once('exit', () => done()));
+    },
+    async kill() {
+      running()?.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      const current = running();
+      if (current !== undefined) {
+        current.kill('SIGTERM');
+        const timer = setTimeout(() => current.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (log.writable) await new Promise<void>((r) => log.end(r));
+    },
+  };
+  agent.launch();
+  return agent;
 }
 
 /** The line bench/chaos.ts ends with. */
@@ -254,8 +332,6 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
   let client: MqttClient | undefined;
   let dynamo: DynamoDBClient | undefined;
   const agents: ChaosAgent[] = [];
-  /** Starts (again) the process of an agent identity, by agent id. */
-  const agentLaunchers = new Map<string, () => void>();
   let chaosDone = false;
   let chaosLoop: Promise<void> = Promise.resolve();
   let progressTimer: NodeJS.Timeout | undefined;
@@ -284,30 +360,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     // Agents -----------------------------------------------------------------------------------
     for (const skill of Object.keys(CHAOS_SKILLS) as ChaosSkill[]) {
       for (let i = 1; i <= perSkill; i += 1) {
-        const agentId = `${skill}-${i}`;
-        const cert = await s.issue(agentId, 'agent');
-        const agent: ChaosAgent = { agentId, skill, child: undefined, exited: Promise.resolve(), log: createWriteStream(join(s.paths.logsDir, `${agentId}.log`), { flags: 'a' }) };
-        const env = {
-          ...process.env,
-          PORCHLIGHT_HOST: s.endpoints.mqttHost, PORCHLIGHT_PORT: String(s.endpoints.mqttPort), PORCHLIGHT_CA: cert.caPath,
-          PORCHLIGHT_CERT: cert.certPath, PORCHLIGHT_KEY: cert.keyPath, PORCHLIGHT_AGENT_ID: agentId,
-          PORCHLIGHT_CHAOS_SKILL: skill, PORCHLIGHT_EFFECT_LEDGER: ledgerPath,
-          PORCHLIGHT_FAULT_DUPLICATE_RATE: String(duplicateRate), PORCHLIGHT_LOG_LEVEL: 'info',
-        };
-        let launches = 0;
-        const launch = (): void => {
-          launches += 1;
-          const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
-            cwd: REPO_ROOT, env: { ...env, PORCHLIGHT_FAULT_SEED: String((seed * 7919 + agentId.length * 31 + launches * 104_729) >>> 0) }, stdio: ['ignore', 'pipe', 'pipe'],
-          });
-          child.stdout?.pipe(agent.log, { end: false });
-          child.stderr?.pipe(agent.log, { end: false });
-          agent.child = child;
-          agent.exited = new Promise((done) => child.once('exit', () => done()));
-        };
-        launch();
-        agentLaunchers.set(agentId, launch);
-        agents.push(agent);
+        agents.push(await startChaosAgent({ stack: s, agentId: `${skill}-${i}`, skill, ledgerPath, duplicateRate, seed: seed + agents.length }));
       }
     }
     await waitForOnline(registry, agents.map((a) => a.agentId), 90_000);
@@ -355,13 +408,12 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
         if (chaosDone) break;
         const victim = agents[Math.floor(random() * agents.length)];
         if (victim?.child === undefined) continue;
-        victim.child.kill('SIGKILL');
-        await victim.exited;
+        await victim.kill();
         kills += 1;
         progress(`killed ${victim.agentId} (kill ${kills})`);
         await sleep(between(random, downFor));
         if (chaosDone) break;
-        agentLaunchers.get(victim.agentId)?.();
+        victim.launch();
       }
     })();
 
@@ -489,26 +541,15 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     clearInterval(restartTimer);
     await chaosLoop.catch(() => undefined);
     await client?.endAsync(true).catch(() => undefined);
-    await Promise.all(agents.map((a) => stopAgent(a)));
+    await Promise.all(agents.map((a) => a.stop()));
     dynamo?.destroy();
     await stack?.stop();
     if (options.keepState !== true) await rm(stateDir, { recursive: true, force: true });
   }
 }
 
-/** SIGTERM (drain), SIGKILL after a short grace; then closes the agent's log. */
-async function stopAgent(agent: ChaosAgent): Promise<void> {
-  const child = agent.child;
-  if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await agent.exited;
-    clearTimeout(timer);
-  }
-  await new Promise<void>((r) => agent.log.end(r));
-}
-
-async function waitForOnline(registry: DynamoRegistry, agentIds: readonly string[], timeoutMs: number): Promise<void> {
+/** Polls the registry until every agent in `agentIds` is online. */
+export async function waitForOnline(registry: DynamoRegistry, agentIds: readonly string[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const records = await Promise.all(agentIds.map((id) => registry.get(id)));

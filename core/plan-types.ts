@@ -14,7 +14,7 @@ export interface Bidder {
 export interface PlanInput {
   readonly request: TaskRequest;
   readonly bids: readonly Bidder[];
-  /** Registry view of the bidders (region, verified accreditations, state), by agent id. */
+  /** Registry view of the bidders (region, verified accreditations), by agent id; a bidder missing here is excluded. */
   readonly agents: ReadonlyMap<string, AgentRecord>;
   /** Epoch ms, for deadline arithmetic. */
   readonly now: number;

@@ -12,7 +12,8 @@
  * limit stops it, which the notes then say).
  *
  * Constraints filter steps before any search (region, verified accreditation, data classes,
- * agent known and online). The deadline prunes steps that cannot finish in time, and the plan's
+ * agent known to the registry); availability (online, draining, load) is matching's concern at
+ * dispatch, where a step may wait for its agent. The deadline prunes steps that cannot finish in time, and the plan's
  * critical path must fit; the budget is checked against the cheapest plan found.
  */
 import { requiredAccreditations } from './data-classes';
@@ -379,10 +380,14 @@ function producesArtifact(g: Graph, s: number, a: number): boolean {
   return false;
 }
 
-/** Why every step of this agent is excluded, or undefined when the agent itself is acceptable. */
+/**
+ * Why every step of this agent is excluded, or undefined when the agent itself is acceptable.
+ * Only what cannot change while the task runs counts: whether the agent is online, draining or
+ * busy right now is for matching to weigh when the step is dispatched (a broker restart marks
+ * every agent offline for a moment).
+ */
 function agentExclusion(agent: AgentRecord | undefined, constraints: Constraints): string | undefined {
   if (agent === undefined) return 'agent not in the registry';
-  if (agent.state !== 'online') return `agent is ${agent.state}`;
   const regions = allowedRegions(constraints);
   if (regions !== undefined && !regions.includes(agent.resume.region)) {
     return `region ${agent.resume.region} not in [${regions.join(', ')}]`;

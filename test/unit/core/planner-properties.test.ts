@@ -23,6 +23,8 @@ const instance = fc.record({
       gdpr: fc.constantFrom(true, true, true, false),
       phi: fc.constantFrom(true, true, true, false),
       state: fc.constantFrom('online', 'online', 'online', 'online', 'online', 'offline', 'draining'),
+      // An agent the registry does not know (never registered, or its résumé was cleared).
+      registered: fc.constantFrom(true, true, true, true, true, false),
     }),
     { minLength: 1, maxLength: 4 },
   ),
@@ -54,7 +56,7 @@ type Instance = typeof instance extends fc.Arbitrary<infer T> ? T : never;
 const denseInstance = instance.map(
   (x): Instance => ({
     ...x,
-    agents: x.agents.map((a) => ({ ...a, state: 'online', gdpr: true, phi: true })),
+    agents: x.agents.map((a) => ({ ...a, registered: true, gdpr: true, phi: true })),
     constraints: { ...x.constraints, region: undefined, accredit: undefined, dataClasses: undefined },
   }),
 );
@@ -70,6 +72,7 @@ function toProblem(x: Instance): Problem {
   const agents = new Map<string, AgentRecord>();
   x.agents.forEach((a, i) => {
     const agentId = `ag${i}`;
+    if (!a.registered) return;
     const resume = Resume.parse({ skills: ['work'], cost: { usd: 1, p95_ms: 10 }, region: a.region, accredit: a.gdpr ? ['gdpr'] : [], ...(a.phi ? { dataClasses: ['phi'] } : {}) });
     agents.set(agentId, { agentId, resume, state: a.state, verifiedAccredit: a.gdpr ? ['gdpr'] : [], unverifiedAccredit: [], updatedAt: 0, version: 1 });
   });
@@ -101,7 +104,8 @@ function toProblem(x: Instance): Problem {
 function allowed(p: Problem, agentId: string, step: ProposedStep): boolean {
   const agent = p.agents.get(agentId);
   const c = p.request.constraints;
-  if (agent === undefined || agent.state !== 'online') return false;
+  // Availability (state, load) is not a planning constraint: matching waits for the agent at dispatch.
+  if (agent === undefined) return false;
   const regions = c.region === undefined ? undefined : typeof c.region === 'string' ? [c.region] : c.region;
   if (regions !== undefined && !regions.includes(agent.resume.region)) return false;
   const classes = [...(c.dataClasses ?? []), ...(step.dataClasses ?? [])];

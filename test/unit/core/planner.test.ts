@@ -179,13 +179,26 @@ describe('planner', () => {
         ['unverified accreditation', { accredit: ['ISO27001'] }, agent('bad', { unverified: ['ISO27001'] }), /missing verified accreditation ISO27001 \(ISO27001 claimed but not verified\)/],
         ['data class', { dataClasses: ['phi'] }, agent('bad', { verified: ['gdpr'] }), /résumé lacks data class phi/],
         ['data-class accreditation', { dataClasses: ['phi'] }, agent('bad', { dataClasses: ['phi'] }), /missing verified accreditation gdpr/],
-        ['offline', {}, agent('bad', { state: 'offline' }), /bad\/s \(agent is offline\)/],
-        ['draining', {}, agent('bad', { state: 'draining' }), /agent is draining/],
       ])('excludes a bidder failing %s and uses the other', (_label, constraints, badAgent, note) => {
         const okAgent = agent('ok', { verified: ['ISO27001', 'gdpr'], dataClasses: ['phi'] });
         const outcome = ok(plan(request(['x'], constraints), bids, [okAgent, badAgent]));
         expect(chosen(outcome)).toEqual(['ok/s']);
         expect(outcome.notes.join('\n')).toMatch(note);
+      });
+
+      it.each<[string, AgentRecord]>([
+        ['offline', agent('cheap', { state: 'offline' })],
+        ['draining', agent('cheap', { state: 'draining' })],
+        ['at capacity', { ...agent('cheap'), load: { active: 2, max: 2 } }],
+      ])('keeps the steps of a bidder that is only %s: availability is decided at dispatch', (_label, cheap) => {
+        const outcome = ok(plan(request(['x']), { ok: [step('s', ['question'], ['x'], 5)], cheap: [step('s', ['question'], ['x'], 1)] }, [cheap]));
+        expect(chosen(outcome)).toEqual(['cheap/s']);
+        expect(outcome.notes.join('\n')).not.toMatch(/excluded/);
+      });
+
+      it('plans with an offline bidder that is the only producer', () => {
+        const outcome = ok(plan(request(['x']), { solo: [step('s', ['question'], ['x'], 1)] }, [agent('solo', { state: 'offline' })]));
+        expect(chosen(outcome)).toEqual(['solo/s']);
       });
 
       it('excludes a bidder missing from the registry', () => {

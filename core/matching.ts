@@ -45,12 +45,19 @@ export const MATCH_WEIGHTS: MatchWeights = {
 export interface MatchAuditLimits {
   /** Best-ranked candidates kept, each with its `why`. */
   readonly ranked: number;
-  /** Excluded candidates kept (in candidate order), each with its reason. */
+  /** Excluded candidates kept (in candidate order), each with its reason; also bounds `waitingFor`. */
   readonly excluded: number;
 }
 
-/** The rules that can exclude a candidate, in the order they are checked. */
-type ExclusionRule = 'state' | 'excluded' | 'skill' | 'region' | 'data-class' | 'accreditation' | 'capacity';
+/**
+ * The rules that can exclude a candidate, in the order they are checked: the static ones first,
+ * then those that change with time ({@link TRANSIENT_RULES}), so an agent blocked only by the
+ * latter is one the step can wait for.
+ */
+type ExclusionRule = 'excluded' | 'skill' | 'region' | 'data-class' | 'accreditation' | 'state' | 'capacity';
+
+/** Exclusions that lapse by themselves: the agent comes back online or frees a slot. */
+const TRANSIENT_RULES: ReadonlySet<ExclusionRule> = new Set(['state', 'capacity']);
 
 /** Default audit limits. */
 export const MATCH_AUDIT_LIMITS: MatchAuditLimits = { ranked: 10, excluded: 20 };
@@ -65,6 +72,7 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
     const exclude = new Set(context.exclude);
     const excluded: { agentId: string; reason: string }[] = [];
     const eligible: { agent: AgentRecord; usd: number; p95: number; success: number; measured: number; active: number; capacity: number }[] = [];
+    const waitingFor: string[] = [];
     const seen = new Set<string>();
 
     for (const agent of candidates) {
@@ -73,6 +81,7 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
       const rule = excludedBy(agent);
       if (rule !== undefined) {
         if (excluded.length < limits.excluded) excluded.push({ agentId: agent.agentId, reason: reason(rule, agent) });
+        if (TRANSIENT_RULES.has(rule) && waitingFor.length < limits.excluded) waitingFor.push(agent.agentId);
         continue;
       }
       const t = agent.telemetry;
@@ -90,13 +99,13 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
 
     // Which rule excludes the agent; the reason text is built only for the excluded entries the audit keeps.
     function excludedBy(agent: AgentRecord): ExclusionRule | undefined {
-      if (agent.state !== 'online') return 'state';
       if (exclude.has(agent.agentId)) return 'excluded';
       if (!agent.resume.skills.includes(step.skill)) return 'skill';
       if (regions !== undefined && !regions.includes(agent.resume.region)) return 'region';
       const handled = agent.resume.dataClasses;
       if (classes.length > 0 && (handled === undefined || !classes.every((c) => handled.includes(c)))) return 'data-class';
       if (!accreditations.every((a) => agent.verifiedAccredit.includes(a))) return 'accreditation';
+      if (agent.state !== 'online') return 'state';
       if ((agent.load?.active ?? 0) >= capacityOf(agent)) return 'capacity';
       return undefined;
     }
@@ -149,7 +158,8 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
       return { agentId: e.agent.agentId, score, why: `${why} = ${f(score)}` };
     });
     const audit: MatchAudit = { stepId: step.id, ranked, excluded };
-    return ranked.length > 0 ? { ...audit, chosen: ranked[0]!.agentId } : audit;
+    if (ranked.length > 0) return { ...audit, chosen: ranked[0]!.agentId };
+    return waitingFor.length > 0 ? { ...audit, waitingFor } : audit;
   };
 }
 

@@ -27,6 +27,12 @@ export interface MatchAudit {
   readonly ranked: readonly { readonly agentId: string; readonly score: number; readonly why: string }[];
   /** Candidates excluded, each with the constraint that excluded it. */
   readonly excluded: readonly { readonly agentId: string; readonly reason: string }[];
+  /**
+   * Set only when nobody was chosen: the candidates (bounded, in candidate order) that pass every
+   * static rule (skill, not excluded for this step, region, data class, accreditation) and are
+   * blocked only by their state (offline, draining) or capacity, so waiting for them may help.
+   */
+  readonly waitingFor?: readonly string[];
 }
 
 /** A step of the merged plan, with its live execution state. */

@@ -64,15 +64,55 @@ describe('matching', () => {
         expect(audit.ranked.map((r) => r.agentId)).toEqual(['fine']);
       });
 
-      it('chooses nobody when every candidate is excluded', () => {
-        const audit = rankAgents(step, [agent('a', { state: 'offline' })], context());
-        expect(audit).toEqual({ stepId: 's1', ranked: [], excluded: [{ agentId: 'a', reason: 'agent is offline' }] });
+      it('chooses nobody and waits for nobody when every candidate is excluded by a static rule', () => {
+        const audit = rankAgents(step, [agent('a', { skills: ['sql'] }), agent('b', { region: 'us-east-1' })], context({ region: 'eu-central-1' }));
+        expect(audit).toEqual({
+          stepId: 's1', ranked: [],
+          excluded: [{ agentId: 'a', reason: 'résumé lacks skill nl2chart' }, { agentId: 'b', reason: 'region us-east-1 not in [eu-central-1]' }],
+        });
         expect('chosen' in audit).toBe(false);
+        expect('waitingFor' in audit).toBe(false);
+      });
+
+      it('names the most lasting reason when an agent fails a static rule and is also offline', () => {
+        const audit = rankAgents(step, [agent('a', { region: 'us-east-1', state: 'offline' })], context({ region: 'eu-central-1' }));
+        expect(audit.excluded).toEqual([{ agentId: 'a', reason: 'region us-east-1 not in [eu-central-1]' }]);
+        expect(audit.waitingFor).toBeUndefined();
       });
 
       it('counts a duplicated candidate once', () => {
         const audit = rankAgents(step, [agent('a'), agent('a')], context());
         expect(audit.ranked).toHaveLength(1);
+      });
+    });
+
+    describe('when nobody can be chosen only for now', () => {
+      it('lists the offline, draining and busy agents that pass every static rule as worth waiting for', () => {
+        const audit = rankAgents(step, [
+          agent('off', { state: 'offline' }),
+          agent('drain', { state: 'draining' }),
+          agent('busy', { load: { active: 4, max: 4 } }),
+          agent('wrong-region', { region: 'us-east-1', state: 'offline' }),
+          agent('failed-before', { state: 'offline' }),
+        ], context({ region: 'eu-central-1' }, ['failed-before']));
+        expect(audit.chosen).toBeUndefined();
+        expect(audit.waitingFor).toEqual(['off', 'drain', 'busy']);
+        expect(audit.excluded.map((e) => e.reason)).toEqual([
+          'agent is offline', 'agent is draining', 'at capacity (4/4 active)', 'region us-east-1 not in [eu-central-1]', 'excluded for this step (failed or lost it before)',
+        ]);
+      });
+
+      it('leaves waitingFor out when someone is chosen', () => {
+        const audit = rankAgents(step, [agent('off', { state: 'offline' }), agent('on')], context());
+        expect(audit.chosen).toBe('on');
+        expect(audit.waitingFor).toBeUndefined();
+      });
+
+      it('bounds waitingFor by the excluded limit', () => {
+        const rank = createRankAgents(MATCH_WEIGHTS, { ranked: 10, excluded: 3 });
+        const audit = rank(step, Array.from({ length: 8 }, (_, i) => agent(`a${i}`, { state: 'offline' })), context());
+        expect(audit.waitingFor).toEqual(['a0', 'a1', 'a2']);
+        expect(audit.excluded).toHaveLength(3);
       });
     });
 

@@ -54,6 +54,13 @@ export interface StepRecord extends ProposedStep {
   attempts: number;
   /** Agents that failed or lost this step; not chosen again. */
   excluded: string[];
+  /**
+   * Epoch ms since when the step, ready but pending, has been held because every capable agent
+   * was only temporarily unavailable (offline, draining, at capacity). Unset once it is assigned.
+   */
+  waitingSince?: number;
+  /** Epoch ms of the next dispatch attempt of a held step (the `dispatch` timer). */
+  dispatchRetryAt?: number;
   usage?: Usage;
   audit?: MatchAudit;
   /**
@@ -133,12 +140,13 @@ export interface AgentRecord {
   version: number;
 }
 
-/** Things that happen later: proposal windows, leases, deadlines, retention. */
+/** Things that happen later: proposal windows, leases, deadlines, retention, re-trying held steps. */
 export type TimerEvent =
   | { readonly kind: 'proposal-window'; readonly taskId: string }
   | { readonly kind: 'lease'; readonly taskId: string; readonly stepId: string; readonly epoch: number }
   | { readonly kind: 'deadline'; readonly taskId: string }
-  | { readonly kind: 'retention'; readonly taskId: string };
+  | { readonly kind: 'retention'; readonly taskId: string }
+  | { readonly kind: 'dispatch'; readonly taskId: string };
 
 /** Terminal task states. */
 export const TERMINAL_STATES: readonly TaskState[] = ['completed', 'failed', 'canceled', 'rejected'];

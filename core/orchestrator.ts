@@ -28,7 +28,7 @@ import type { InboundMessage } from './rule-event';
 import { CancelRequest, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
   acceptOutput, allEligibleAnswered, cancelTask, checkRequest, clearRetained, createTask, dueEvents, eligibleAgentsFor, expireDeadline,
-  expireLease, markPublished, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, timerDueAt, timersBetween,
+  expireLease, markPublished, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
   type Decision, type DispatchContext, type MachineContext,
 } from './task-machine';
 import { isValidId, parseTopic, type ParsedTopic } from './topics';
@@ -45,15 +45,24 @@ export interface OrchestratorConfig {
   retentionMs: number;
   /** Deadline of a request that names none, ms after it arrives. */
   defaultDeadlineMs: number;
+  /**
+   * How long a ready step may wait for a capable agent that is only temporarily unavailable
+   * (offline, draining, at capacity) before the task fails, ms. 0 fails at once.
+   */
+  maxWaitForAgentMs: number;
+  /** How often dispatch of a waiting step is tried again, ms. */
+  dispatchRetryMs: number;
 }
 
-/** Defaults: 2 s window, 60 s lease, 3 attempts, 24 h retention, 15 min deadline. */
+/** Defaults: 2 s window, 60 s lease, 3 attempts, 24 h retention, 15 min deadline, wait up to 60 s for an agent, re-trying every second. */
 export const DEFAULT_ORCHESTRATOR_CONFIG: OrchestratorConfig = Object.freeze({
   defaultProposalWindowMs: 2_000,
   leaseMs: 60_000,
   maxAttempts: 3,
   retentionMs: 24 * 60 * 60 * 1000,
   defaultDeadlineMs: 15 * 60 * 1000,
+  maxWaitForAgentMs: 60_000,
+  dispatchRetryMs: 1_000,
 });
 
 /** Log severity. */
@@ -248,8 +257,9 @@ export class Orchestrator {
   }
 
   /**
-   * A timer fired (proposal window, lease, deadline, retention). Timers are at-least-once and may
-   * fire early or late: one that no longer applies is ignored, an early one is re-scheduled.
+   * A timer fired (proposal window, lease, deadline, retention, dispatch of held steps). Timers are
+   * at-least-once and may fire early or late: one that no longer applies is ignored, an early one is
+   * re-scheduled, except an early dispatch timer, which a later hold superseded and scheduled anew.
    */
   async onTimer(event: TimerEvent): Promise<HandleOutcome> {
     if (!isValidId(event.taskId)) return { status: 'rejected', code: 'invalid-id', message: `timer event names an invalid task id ${JSON.stringify(event.taskId)}` };
@@ -258,6 +268,10 @@ export class Orchestrator {
     const dueAt = timerDueAt(task, event, this.deps.config);
     if (dueAt === undefined) return { status: 'ignored', detail: `${event.kind} timer of task ${event.taskId} no longer applies` };
     const now = this.now();
+    if (now < dueAt && event.kind === 'dispatch') {
+      // Re-scheduling it would leave one more timer chain behind each duplicate for as long as the step waits.
+      return { status: 'ignored', detail: `dispatch timer of task ${event.taskId} superseded; the next attempt is in ${dueAt - now} ms` };
+    }
     if (now < dueAt) {
       await this.deps.timer.schedule(event, dueAt);
       return { status: 'ignored', detail: `${event.kind} timer fired ${dueAt - now} ms early; re-scheduled` };
@@ -271,6 +285,8 @@ export class Orchestrator {
         return outcomeOrGone(event.taskId, await this.mutate(event.taskId, (t) => expireDeadline(t, this.machine(this.now()))));
       case 'retention':
         return outcomeOrGone(event.taskId, await this.mutate(event.taskId, (t) => clearRetained(t, this.machine(this.now()))));
+      case 'dispatch':
+        return outcomeOrGone(event.taskId, await this.mutateWithCandidates(event.taskId, (t, ctx) => retryDispatch(t, ctx)));
     }
   }
 

@@ -42,7 +42,7 @@ export interface TaskStore {
   listProposals(taskId: string): Promise<ProposalRecord[]>;
   /** Ids of live tasks with a step currently assigned to `agentId`. */
   tasksAssignedTo(agentId: string): Promise<string[]>;
-  /** Live tasks with something due at or before `now` (window, lease, deadline, unflushed outbox). */
+  /** Live tasks with something due at or before `now` (window, lease, deadline, dispatch retry, unflushed outbox). */
   listDue(now: number, limit: number): Promise<TaskRecord[]>;
 }
 

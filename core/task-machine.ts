@@ -12,7 +12,7 @@
  */
 import { DATA_CLASSES, isSensitiveDataClass, requiredAccreditations, taskRootFor } from './data-classes';
 import { FencingError, InvalidStateError, NotAuthorizedError, ValidationError, type ErrorCode, type PorchlightError } from './errors';
-import { isTerminal, type AgentRecord, type OutboundMessage, type StepRecord, type SupersededEpoch, type TaskRecord, type TimerEvent } from './model';
+import { isTerminal, type AgentRecord, type MatchAudit, type OutboundMessage, type StepRecord, type SupersededEpoch, type TaskRecord, type TimerEvent } from './model';
 import { enqueue } from './outbox';
 import type { OrchestratorConfig } from './orchestrator';
 import type { PlanOutcome, PlannedStep, RankAgents } from './plan-types';
@@ -57,7 +57,8 @@ export interface ScheduledTimer {
 }
 
 /** Error codes recorded in a task's `errors` besides the wire {@link ErrorCode}s. */
-export type TaskErrorCode = ErrorCode | 'deadline-passed' | 'lease-expired' | 'agent-gone' | 'step-failed' | 'no-agent' | 'canceled' | 'missing-artifact';
+export type TaskErrorCode =
+  | ErrorCode | 'deadline-passed' | 'lease-expired' | 'agent-gone' | 'step-failed' | 'no-agent' | 'agent-wait-expired' | 'canceled' | 'missing-artifact';
 
 // ---------------------------------------------------------------------------------------------
 // Intake
@@ -225,6 +226,26 @@ export function hasWanted(task: TaskRecord): boolean {
   return task.request.want.every((a) => Object.prototype.hasOwnProperty.call(task.artifacts, a));
 }
 
+/**
+ * The `dispatch` timer: tries again to assign the steps held for want of an available agent
+ * (`ctx.candidates` freshly loaded). A step whose agent is back is assigned; one that has waited
+ * `maxWaitForAgentMs` fails the task; otherwise the next attempt is set `dispatchRetryMs` later,
+ * saved without a status snapshot since nothing a subscriber sees has changed. A timer that is
+ * early (a later hold superseded it) or finds nothing held changes nothing.
+ */
+export function retryDispatch(task: TaskRecord, ctx: DispatchContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  const dueAt = dispatchDueAt(task);
+  if (dueAt === undefined) return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} has no step waiting for an agent` };
+  if (ctx.now < dueAt) return { kind: 'unchanged', outcome: 'ignored', detail: `next dispatch attempt of task ${task.taskId} is at ${iso(dueAt)}` };
+  const t = draft(task);
+  advance(t, ctx);
+  const moved = t.state !== task.state || t.stepOrder.some((id) => t.steps[id]?.state !== task.steps[id]?.state);
+  if (moved) return commit(t, task, ctx, 'dispatched step(s) that were waiting for an agent');
+  const held = t.stepOrder.filter((id) => isHeld(t.steps[id]));
+  return commit(t, task, ctx, `step(s) ${held.join(', ')} still waiting for an agent`, { snapshot: false });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Outputs
 
@@ -343,7 +364,11 @@ export function expireDeadline(task: TaskRecord, ctx: MachineContext): Decision 
     return { kind: 'unchanged', outcome: 'ignored', detail: `deadline of task ${task.taskId} has not passed` };
   }
   const t = draft(task);
-  finishFailed(t, 'deadline-passed', `deadline passed at ${iso(task.deadlineAt)} before the task completed`, ctx);
+  const waiting = t.stepOrder.flatMap((id) => {
+    const s = t.steps[id];
+    return s && isHeld(s) ? [`step ${id} (${s.skill}) was waiting for ${waitedFor(s)}`] : [];
+  });
+  finishFailed(t, 'deadline-passed', `deadline passed at ${iso(task.deadlineAt)} before the task completed${waiting.length > 0 ? `; ${waiting.join('; ')}` : ''}`, ctx);
   return commit(t, task, ctx, 'deadline passed');
 }
 
@@ -465,6 +490,10 @@ export function timersBetween(before: TaskRecord | undefined, after: TaskRecord,
     if (!s || s.state !== 'assigned' || s.leaseExpiresAt === undefined) continue;
     if (s.epoch > (before?.steps[id]?.epoch ?? 0)) out.push({ event: { kind: 'lease', taskId, stepId: id, epoch: s.epoch }, dueAt: s.leaseExpiresAt });
   }
+  const retryAt = dispatchDueAt(after);
+  if (retryAt !== undefined && retryAt !== (before !== undefined ? dispatchDueAt(before) : undefined)) {
+    out.push({ event: { kind: 'dispatch', taskId }, dueAt: retryAt });
+  }
   if ((before === undefined || !isTerminal(before.state)) && isTerminal(after.state)) {
     out.push({ event: { kind: 'retention', taskId }, dueAt: retentionDueAt(after, config) });
   }
@@ -481,6 +510,7 @@ export function timerDueAt(task: TaskRecord, event: TimerEvent, config: Orchestr
       return s && s.epoch === event.epoch && s.state === 'assigned' && !isTerminal(task.state) ? s.leaseExpiresAt : undefined;
     }
     case 'retention': return isTerminal(task.state) && task.retainedClearedAt === undefined ? retentionDueAt(task, config) : undefined;
+    case 'dispatch': return dispatchDueAt(task);
   }
 }
 
@@ -508,6 +538,7 @@ export function dueEvents(task: TaskRecord): TimerEvent[] {
     const s = task.steps[id];
     if (s?.state === 'assigned') events.push({ kind: 'lease', taskId, stepId: id, epoch: s.epoch });
   }
+  if (dispatchDueAt(task) !== undefined) events.push({ kind: 'dispatch', taskId });
   if (task.deadlineAt !== undefined) events.push({ kind: 'deadline', taskId });
   return events;
 }
@@ -557,7 +588,8 @@ function advance(t: TaskRecord, ctx: DispatchContext): void {
     assignIn(t, t.steps[id]!, ctx);
   }
   if (isTerminal(t.state)) return;
-  const live = t.stepOrder.some((id) => t.steps[id]?.state === 'assigned');
+  // A held step is live: it runs once one of the agents it waits for is available again.
+  const live = t.stepOrder.some((id) => t.steps[id]?.state === 'assigned' || isHeld(t.steps[id]));
   if (!live) {
     // Nothing is running and nothing can start: the plan cannot produce what is wanted any more.
     const missing = t.request.want.filter((a) => !Object.prototype.hasOwnProperty.call(t.artifacts, a));
@@ -571,13 +603,13 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
     const audit = ctx.rank(s, ctx.candidates.get(s.skill) ?? [], { constraints: t.request.constraints, exclude: [...s.excluded], now: ctx.now });
     s.audit = audit;
     if (audit.chosen === undefined || s.excluded.includes(audit.chosen)) {
-      const why = audit.excluded.map((e) => `${e.agentId}: ${e.reason}`);
-      const detail = why.length > 0 ? why.join('; ') : `no agent advertises skill ${s.skill}`;
-      finishFailed(t, 'no-agent', `no agent can run step ${s.id} (${s.skill}): ${detail}`, ctx, s.id);
+      holdOrFail(t, s, audit, ctx);
       return;
     }
     agentId = audit.chosen;
   }
+  delete s.waitingSince;
+  delete s.dispatchRetryAt;
   s.epoch += 1;
   s.attempts += 1;
   s.token = ctx.token();
@@ -597,6 +629,59 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   t.outbox = enqueue(t.outbox, {
     topic, payload: assignment, qos: 1, retain: false, messageExpirySec: Math.max(1, Math.ceil((deadlineAt - ctx.now) / 1000)),
   });
+}
+
+/**
+ * Nobody can be chosen for `s`. When some capable agent is only temporarily unavailable the step
+ * stays pending and waits (a broker restart marks every agent offline for about a second), up to
+ * `maxWaitForAgentMs`; otherwise, or after that, the task fails naming the step and the agents.
+ */
+function holdOrFail(t: TaskRecord, s: StepRecord, audit: MatchAudit, ctx: DispatchContext): void {
+  const waiting = audit.waitingFor ?? [];
+  const since = s.waitingSince ?? ctx.now;
+  const { maxWaitForAgentMs, dispatchRetryMs } = ctx.config;
+  if (waiting.length > 0 && ctx.now - since < maxWaitForAgentMs) {
+    s.waitingSince = since;
+    // Never later than the end of the wait, so the task fails on time.
+    s.dispatchRetryAt = Math.min(ctx.now + dispatchRetryMs, since + maxWaitForAgentMs);
+    return;
+  }
+  if (waiting.length > 0 && s.waitingSince !== undefined) {
+    const message = `step ${s.id} (${s.skill}) waited ${ctx.now - since} ms for an agent, longer than the ${maxWaitForAgentMs} ms allowed; it waited for ${waitedFor(s)}`;
+    delete s.dispatchRetryAt;
+    finishFailed(t, 'agent-wait-expired', message, ctx, s.id);
+    return;
+  }
+  const why = audit.excluded.map((e) => `${e.agentId}: ${e.reason}`);
+  const detail = why.length > 0 ? why.join('; ') : `no agent advertises skill ${s.skill}`;
+  finishFailed(t, 'no-agent', `no agent can run step ${s.id} (${s.skill}): ${detail}`, ctx, s.id);
+}
+
+/** The agents a held step waits for, each with what keeps it from the step (from the last audit). */
+function waitedFor(s: StepRecord): string {
+  const audit = s.audit;
+  const ids = audit?.waitingFor ?? [];
+  if (ids.length === 0) return 'an agent';
+  return ids.map((id) => {
+    const reason = audit?.excluded.find((e) => e.agentId === id)?.reason;
+    return reason !== undefined ? `${id} (${reason})` : id;
+  }).join(', ');
+}
+
+/** True for a ready step held until one of its capable agents is available. */
+function isHeld(s: StepRecord | undefined): s is StepRecord & { dispatchRetryAt: number } {
+  return s !== undefined && s.state === 'pending' && s.dispatchRetryAt !== undefined;
+}
+
+/** When the next dispatch attempt of a held step is due, or undefined when no step is held. */
+function dispatchDueAt(task: TaskRecord): number | undefined {
+  if (isTerminal(task.state)) return undefined;
+  let at: number | undefined;
+  for (const id of task.stepOrder) {
+    const s = task.steps[id];
+    if (isHeld(s) && (at === undefined || s.dispatchRetryAt < at)) at = s.dispatchRetryAt;
+  }
+  return at;
 }
 
 /**

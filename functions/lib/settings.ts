@@ -1,7 +1,8 @@
 /**
  * The settings every Porchlight function reads from its environment (shared names: TABLE_NAME,
  * TIMER_QUEUE_URL, IOT_DATA_ENDPOINT, DYNAMODB_ENDPOINT, SQS_ENDPOINT, ACCREDITATION_FILE, and the
- * orchestrator's LEASE_MS, MAX_ATTEMPTS, PROPOSAL_WINDOW_MS, RETENTION_MS, DEFAULT_DEADLINE_MS).
+ * orchestrator's LEASE_MS, MAX_ATTEMPTS, PROPOSAL_WINDOW_MS, RETENTION_MS, DEFAULT_DEADLINE_MS,
+ * MAX_WAIT_FOR_AGENT_MS, DISPATCH_RETRY_MS).
  */
 import { DEFAULT_ORCHESTRATOR_CONFIG, type OrchestratorConfig } from '../../core/orchestrator';
 import { Env, type EnvSource } from './env';
@@ -49,6 +50,8 @@ export function loadSettings(functionName: FunctionName, source: EnvSource = pro
       defaultProposalWindowMs: env.int('PROPOSAL_WINDOW_MS', d.defaultProposalWindowMs, { min: 50, max: 60_000 }),
       retentionMs: env.int('RETENTION_MS', d.retentionMs, { min: 1_000, max: 365 * DAY_MS }),
       defaultDeadlineMs: env.int('DEFAULT_DEADLINE_MS', d.defaultDeadlineMs, { min: 100, max: 30 * DAY_MS }),
+      maxWaitForAgentMs: env.int('MAX_WAIT_FOR_AGENT_MS', d.maxWaitForAgentMs, { min: 0, max: DAY_MS }),
+      dispatchRetryMs: env.int('DISPATCH_RETRY_MS', d.dispatchRetryMs, { min: 50, max: 15 * 60 * 1000 }),
     },
   };
 }

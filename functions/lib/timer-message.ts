@@ -13,6 +13,7 @@ export const TimerEventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('lease'), taskId: Id, stepId: Id, epoch: z.number().int().positive() }),
   z.object({ kind: z.literal('deadline'), taskId: Id }),
   z.object({ kind: z.literal('retention'), taskId: Id }),
+  z.object({ kind: z.literal('dispatch'), taskId: Id }),
 ]) satisfies z.ZodType<TimerEvent>;
 
 /** `{event, dueAt}`. */

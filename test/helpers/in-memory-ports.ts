@@ -171,7 +171,11 @@ export class InMemoryTaskStore implements TaskStore {
       if (isTerminal(t.state)) return false;
       if (t.phase === 'collecting-proposals' && t.windowClosesAt <= now) return true;
       if (t.deadlineAt !== undefined && t.deadlineAt <= now) return true;
-      return Object.values(t.steps).some((s) => s.state === 'assigned' && s.leaseExpiresAt !== undefined && s.leaseExpiresAt <= now);
+      return Object.values(t.steps).some(
+        (s) =>
+          (s.state === 'assigned' && s.leaseExpiresAt !== undefined && s.leaseExpiresAt <= now) ||
+          (s.state === 'pending' && s.dispatchRetryAt !== undefined && s.dispatchRetryAt <= now),
+      );
     });
     return due.slice(0, limit).map((t) => structuredClone(t));
   }

@@ -1,10 +1,11 @@
+import { rankAgents } from '../../../core/matching';
 import type { AgentRecord, MatchAudit, TaskRecord } from '../../../core/model';
 import { DEFAULT_ORCHESTRATOR_CONFIG, type OrchestratorConfig } from '../../../core/orchestrator';
 import type { PlanOutcome, PlannedStep, RankAgents } from '../../../core/plan-types';
 import { Assignment, RejectNotice, TaskRequest, TaskResult, TaskStatus, type StepOutput } from '../../../core/schemas';
 import {
   acceptOutput, allEligibleAnswered, cancelTask, checkRequest, clearRetained, createTask, eligibleAgentsFor, expireDeadline, expireLease,
-  failTask, nextDueAt, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, resultOf, statusSnapshot, timerDueAt, timersBetween,
+  failTask, nextDueAt, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, resultOf, retryDispatch, statusSnapshot, timerDueAt, timersBetween,
   type Decision, type DispatchContext,
 } from '../../../core/task-machine';
 
@@ -332,6 +333,70 @@ describe('task-machine', () => {
       const failed = { ...changed(failTask(working, 'step-failed', 'x', { now: T0, config })), outbox: [] };
       expect(nextDueAt(failed, config)).toBe(T0 + config.retentionMs);
       expect(nextDueAt({ ...failed, retainedClearedAt: T0 }, config)).toBeUndefined();
+    });
+  });
+
+  describe('waiting for an agent', () => {
+    /** The real matcher, so offline candidates are reported as worth waiting for. */
+    function matched(now: number, agents: AgentRecord[]): DispatchContext {
+      return { ...ctx(now, agents), rank: rankAgents };
+    }
+    const offline = [agent('a1', ['sql'], { state: 'offline' }), agent('c1', ['chart'])];
+    const online = [agent('a1', ['sql']), agent('c1', ['chart'])];
+    const heldTask = (): TaskRecord => ({ ...changed(recordPlan(newTask(), PLAN, matched(T0, offline))), outbox: [] });
+
+    it('holds a ready step whose only agent is offline, with a dispatch timer and a due time for the sweeper', () => {
+      const task = heldTask();
+      expect(task).toMatchObject({ state: 'working', errors: [] });
+      expect(task.steps.s1).toMatchObject({ state: 'pending', epoch: 0, waitingSince: T0, dispatchRetryAt: T0 + config.dispatchRetryMs });
+      expect(timersBetween(newTask(), task, config)).toEqual([{ event: { kind: 'dispatch', taskId: 't1' }, dueAt: T0 + config.dispatchRetryMs }]);
+      expect(timerDueAt(task, { kind: 'dispatch', taskId: 't1' }, config)).toBe(T0 + config.dispatchRetryMs);
+      expect(nextDueAt(task, config)).toBe(T0 + config.dispatchRetryMs);
+    });
+
+    it('ignores a retry that is early or finds nothing held', () => {
+      expect(retryDispatch(heldTask(), matched(T0 + 1, online))).toMatchObject({ kind: 'unchanged', outcome: 'ignored', detail: expect.stringMatching(/next dispatch attempt/) });
+      const running = changed(recordPlan(newTask(), PLAN, matched(T0, online)));
+      expect(retryDispatch(running, matched(T0 + config.dispatchRetryMs, online))).toMatchObject({ kind: 'unchanged', outcome: 'ignored' });
+      expect(timerDueAt(running, { kind: 'dispatch', taskId: 't1' }, config)).toBeUndefined();
+    });
+
+    it('pushes the next attempt back without a status snapshot while the agent stays offline', () => {
+      const task = heldTask();
+      const now = T0 + config.dispatchRetryMs;
+      const next = changed(retryDispatch(task, matched(now, offline)));
+      expect(next.steps.s1).toMatchObject({ state: 'pending', waitingSince: T0, dispatchRetryAt: now + config.dispatchRetryMs });
+      expect(next.outbox).toEqual([]);
+      expect(timersBetween(task, next, config)).toEqual([{ event: { kind: 'dispatch', taskId: 't1' }, dueAt: now + config.dispatchRetryMs }]);
+    });
+
+    it('assigns the step once the agent is back and drops the waiting marks', () => {
+      const next = changed(retryDispatch(heldTask(), matched(T0 + config.dispatchRetryMs, online)));
+      expect(next.steps.s1).toMatchObject({ state: 'assigned', agentId: 'a1', epoch: 1 });
+      expect(next.steps.s1?.waitingSince).toBeUndefined();
+      expect(next.steps.s1?.dispatchRetryAt).toBeUndefined();
+      expect(lastStatus(next).plan?.steps[0]).toMatchObject({ state: 'assigned' });
+      expect(timerDueAt(next, { kind: 'dispatch', taskId: 't1' }, config)).toBeUndefined();
+    });
+
+    it('fails with agent-wait-expired once the wait reaches maxWaitForAgentMs', () => {
+      const next = changed(retryDispatch(heldTask(), matched(T0 + config.maxWaitForAgentMs, offline)));
+      expect(next.state).toBe('failed');
+      expect(next.errors.at(-1)).toMatchObject({ code: 'agent-wait-expired', stepId: 's1', message: expect.stringMatching(/^step s1 \(sql\) waited 60000 ms .* a1 \(agent is offline\)$/) });
+      expect(timersBetween(heldTask(), next, config).map((t) => t.event.kind)).toEqual(['retention']);
+    });
+
+    it('fails at once with the exclusions when the only capable agent is barred by a constraint', () => {
+      const task = changed(recordPlan(newTask({ constraints: { region: 'eu-west-1' } }), PLAN, matched(T0, offline)));
+      expect(task.errors.at(-1)).toMatchObject({ code: 'no-agent', message: 'no agent can run step s1 (sql): a1: region eu-central-1 not in [eu-west-1]' });
+    });
+
+    it('holds a step whose assignee went away while the other capable agent is offline', () => {
+      const running = changed(recordPlan(newTask(), PLAN, matched(T0, online)));
+      const next = changed(reassignAgentSteps(running, 'a1', 'offline', matched(T0 + 5, [...offline, agent('a2', ['sql'], { state: 'draining' })])));
+      expect(next.state).toBe('working');
+      expect(next.steps.s1).toMatchObject({ state: 'pending', excluded: ['a1'], waitingSince: T0 + 5 });
+      expect(next.steps.s1?.audit?.waitingFor).toEqual(['a2']);
     });
   });
 });

@@ -20,6 +20,19 @@ describe('loadSettings', () => {
     });
   });
 
+  describe('waiting for agents', () => {
+    it('reads MAX_WAIT_FOR_AGENT_MS and DISPATCH_RETRY_MS, 0 turning waiting off', () => {
+      const settings = loadSettings('timer', { ...TEST_ENV, MAX_WAIT_FOR_AGENT_MS: '0', DISPATCH_RETRY_MS: '250' });
+      expect(settings.orchestrator).toMatchObject({ maxWaitForAgentMs: 0, dispatchRetryMs: 250 });
+    });
+
+    it('defaults to the orchestrator defaults', () => {
+      expect(loadSettings('timer', TEST_ENV).orchestrator).toMatchObject({
+        maxWaitForAgentMs: DEFAULT_ORCHESTRATOR_CONFIG.maxWaitForAgentMs, dispatchRetryMs: DEFAULT_ORCHESTRATOR_CONFIG.dispatchRetryMs,
+      });
+    });
+  });
+
   describe('a missing or bad variable', () => {
     it.each([
       ['TABLE_NAME', { TABLE_NAME: '' }],
@@ -31,6 +44,8 @@ describe('loadSettings', () => {
       ['PROPOSAL_WINDOW_MS', { PROPOSAL_WINDOW_MS: '10' }],
       ['RETENTION_MS', { RETENTION_MS: '-1' }],
       ['DEFAULT_DEADLINE_MS', { DEFAULT_DEADLINE_MS: '1e9' }],
+      ['MAX_WAIT_FOR_AGENT_MS', { MAX_WAIT_FOR_AGENT_MS: '-5' }],
+      ['DISPATCH_RETRY_MS', { DISPATCH_RETRY_MS: '0' }],
     ])('throws ConfigError naming %s', (name, override) => {
       const run = () => loadSettings('planner', { ...TEST_ENV, ...override });
       expect(run).toThrow(ConfigError);

@@ -325,7 +325,8 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
 
 /**
  * A lease ran out: if `epoch` is still the step's live, unanswered assignment, the assignee is
- * excluded and the step re-assigned (or the task fails at the attempt limit).
+ * excluded and the step re-assigned, or held until another capable agent is available (or the
+ * task fails at the attempt limit).
  */
 export function expireLease(task: TaskRecord, stepId: string, epoch: number, ctx: DispatchContext): Decision {
   if (isTerminal(task.state)) return terminal(task);
@@ -342,7 +343,7 @@ export function expireLease(task: TaskRecord, stepId: string, epoch: number, ctx
   return commit(t, task, ctx, `lease of step ${stepId} epoch ${epoch} expired`);
 }
 
-/** An agent went offline: every step it holds is re-assigned with a new epoch. */
+/** An agent went offline: every step it holds is re-assigned with a new epoch, or held until another capable agent is available. */
 export function reassignAgentSteps(task: TaskRecord, agentId: string, reason: string, ctx: DispatchContext): Decision {
   if (isTerminal(task.state)) return terminal(task);
   const held = task.stepOrder.filter((id) => task.steps[id]?.state === 'assigned' && task.steps[id]?.agentId === agentId);
@@ -647,7 +648,7 @@ function holdOrFail(t: TaskRecord, s: StepRecord, audit: MatchAudit, ctx: Dispat
     return;
   }
   if (waiting.length > 0 && s.waitingSince !== undefined) {
-    const message = `step ${s.id} (${s.skill}) waited ${ctx.now - since} ms for an agent, longer than the ${maxWaitForAgentMs} ms allowed; it waited for ${waitedFor(s)}`;
+    const message = `step ${s.id} (${s.skill}) gave up waiting for an agent after ${ctx.now - since} ms (limit ${maxWaitForAgentMs} ms); it waited for ${waitedFor(s)}`;
     delete s.dispatchRetryAt;
     finishFailed(t, 'agent-wait-expired', message, ctx, s.id);
     return;
@@ -686,7 +687,8 @@ function dispatchDueAt(task: TaskRecord): number | undefined {
 
 /**
  * Ends the step's live epoch for `cause`, records the error, and re-assigns to the next best
- * agent (the previous assignee excluded) or fails the task at the attempt limit.
+ * agent (the previous assignee excluded), holds the step while the capable agents left are only
+ * temporarily unavailable, or fails the task at the attempt limit.
  */
 function failStepIn(
   t: TaskRecord, s: StepRecord, cause: SupersededEpoch['cause'], error: { code: string; message: string }, retryable: boolean, ctx: DispatchContext,

@@ -194,7 +194,7 @@ describe('waiting for agents through core', () => {
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.errors.at(-1)).toMatchObject({
         code: 'agent-wait-expired', stepId: 's1',
-        message: 'step s1 (sql-optimiser) waited 5000 ms for an agent, longer than the 5000 ms allowed; it waited for sql-b (agent is offline)',
+        message: 'step s1 (sql-optimiser) gave up waiting for an agent after 5000 ms (limit 5000 ms); it waited for sql-b (agent is offline)',
       });
       expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result')).reason).toMatch(/waited for sql-b \(agent is offline\)/);
     });

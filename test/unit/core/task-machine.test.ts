@@ -382,7 +382,7 @@ describe('task-machine', () => {
     it('fails with agent-wait-expired once the wait reaches maxWaitForAgentMs', () => {
       const next = changed(retryDispatch(heldTask(), matched(T0 + config.maxWaitForAgentMs, offline)));
       expect(next.state).toBe('failed');
-      expect(next.errors.at(-1)).toMatchObject({ code: 'agent-wait-expired', stepId: 's1', message: expect.stringMatching(/^step s1 \(sql\) waited 60000 ms .* a1 \(agent is offline\)$/) });
+      expect(next.errors.at(-1)).toMatchObject({ code: 'agent-wait-expired', stepId: 's1', message: expect.stringMatching(/^step s1 \(sql\) gave up waiting for an agent after 60000 ms \(limit 60000 ms\); it waited for a1 \(agent is offline\)$/) });
       expect(timersBetween(heldTask(), next, config).map((t) => t.event.kind)).toEqual(['retention']);
     });
 

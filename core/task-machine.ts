@@ -601,9 +601,19 @@ function advance(t: TaskRecord, ctx: DispatchContext): void {
 function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   let agentId: string | undefined;
   if (s.pool === undefined) {
-    const audit = ctx.rank(s, ctx.candidates.get(s.skill) ?? [], { constraints: t.request.constraints, exclude: [...s.excluded], now: ctx.now });
+    const candidates = ctx.candidates.get(s.skill) ?? [];
+    let audit = ctx.rank(s, candidates, { constraints: t.request.constraints, exclude: [...s.excluded], now: ctx.now });
+    if (audit.chosen === undefined && s.excluded.length > 0) {
+      // Last resort: an agent that lost the step by going away (a crash, a restart) may run it
+      // again once nobody else can, e.g. when every capable agent has been restarted at some
+      // point. One that answered with an error or let its lease lapse while online may not.
+      // maxAttempts still bounds the retries.
+      const failedIt = (s.superseded ?? []).filter((x) => x.cause !== 'agent-gone').flatMap((x) => (x.agentId !== undefined ? [x.agentId] : []));
+      const fallback = ctx.rank(s, candidates, { constraints: t.request.constraints, exclude: failedIt, now: ctx.now });
+      if (fallback.chosen !== undefined || (fallback.waitingFor ?? []).length > 0) audit = fallback;
+    }
     s.audit = audit;
-    if (audit.chosen === undefined || s.excluded.includes(audit.chosen)) {
+    if (audit.chosen === undefined) {
       holdOrFail(t, s, audit, ctx);
       return;
     }

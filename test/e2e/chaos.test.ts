@@ -42,14 +42,14 @@ describe('chaos scenario', () => {
       expect(report.duplicatesInjected.agents).toBeGreaterThan(0);
     });
 
-    it('fails few tasks, each with a specific reason', () => {
-      // The broker's shutdown publishes every agent's last will; a task planned or re-assigned
-      // in the second or two before the agents are back finds no online agent and fails saying
-      // so (the orchestrator does not wait for an agent to return). Agent kills alone cost no
-      // task. Observed: 12 to 26 such failures of 200; everything else completes.
-      expect(report.completed).toBeGreaterThanOrEqual(150);
+    it('fails almost no task, and any failure says why', () => {
+      // A step whose capable agents are only briefly offline (killed, or every agent's will
+      // published by the broker's shutdown) waits for one to return instead of failing. Observed:
+      // 200 of 200 and 1,000 of 1,000 completed; a small margin keeps a slow CI machine (where a
+      // wait can outlast its limit) from failing the build on one unlucky task.
+      expect(report.completed).toBeGreaterThanOrEqual(196);
       for (const reason of Object.keys(report.failureReasons)) {
-        expect(reason).toMatch(/agent is offline|has no producer|attempts|deadline/);
+        expect(reason).toMatch(/waiting for an agent|attempts|deadline/);
       }
     });
   });

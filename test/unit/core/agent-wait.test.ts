@@ -143,7 +143,7 @@ describe('waiting for agents through core', () => {
   });
 
   describe('re-assignment while every other capable agent is offline', () => {
-    it('holds the step after the assignee leaves, then gives it to the first agent back online', async () => {
+    it('holds the step after the assignee leaves, waiting for it or the other agent, then gives it to the first back online', async () => {
       const h = harness();
       await assignedToA(h);
       await setState(h, 'sql-b', 'offline');
@@ -151,7 +151,8 @@ describe('waiting for agents through core', () => {
       expect(status(h)).toMatchObject({ state: 'working' });
       expect(status(h).plan?.steps[0]).toMatchObject({ state: 'pending', epoch: 1 });
       expect(status(h).errors.map((e) => e.code)).toEqual(['agent-gone']);
-      expect((await stored(h)).steps.s1?.audit?.waitingFor).toEqual(['sql-b']);
+      // The agent that went away is a candidate again once nobody else can take the step.
+      expect((await stored(h)).steps.s1?.audit?.waitingFor).toEqual(['sql-a', 'sql-b']);
 
       await elapse(h, h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-b')).toEqual([]);
@@ -194,9 +195,9 @@ describe('waiting for agents through core', () => {
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.errors.at(-1)).toMatchObject({
         code: 'agent-wait-expired', stepId: 's1',
-        message: 'step s1 (sql-optimiser) gave up waiting for an agent after 5000 ms (limit 5000 ms); it waited for sql-b (agent is offline)',
+        message: 'step s1 (sql-optimiser) gave up waiting for an agent after 5000 ms (limit 5000 ms); it waited for sql-a (agent is offline), sql-b (agent is offline)',
       });
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result')).reason).toMatch(/waited for sql-b \(agent is offline\)/);
+      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result')).reason).toMatch(/waited for sql-a \(agent is offline\), sql-b \(agent is offline\)/);
     });
 
     it('fails at the deadline first when it comes sooner, saying which step was waiting', async () => {
@@ -208,7 +209,7 @@ describe('waiting for agents through core', () => {
       await elapse(h, 3_000);
       const st = status(h);
       expect(st.state).toBe('failed');
-      expect(st.errors.at(-1)).toMatchObject({ code: 'deadline-passed', message: expect.stringMatching(/step s1 \(sql-optimiser\) was waiting for sql-b \(agent is offline\)$/) });
+      expect(st.errors.at(-1)).toMatchObject({ code: 'deadline-passed', message: expect.stringMatching(/step s1 \(sql-optimiser\) was waiting for sql-a \(agent is offline\), sql-b \(agent is offline\)$/) });
     });
 
     it('fails at once when maxWaitForAgentMs is 0, with the exclusion reasons', async () => {
@@ -222,11 +223,13 @@ describe('waiting for agents through core', () => {
   });
 
   describe('no capable agent at all', () => {
-    it('fails at once with the exclusion reasons when the only other agent is barred by a constraint, even if it is also offline', async () => {
+    it('fails at once with the exclusion reasons when the assignee failed the step and the only other agent is barred by a constraint', async () => {
       const h = harness();
       await assignedToA(h, { constraints: { region: 'eu-central-1' } }, 'us-east-1');
       await setState(h, 'sql-b', 'offline');
-      await setState(h, 'sql-a', 'offline');
+      const [a] = assignments(h, 'sql-a');
+      const failure = inbound('tasks/t1/output/s1', { taskId: 't1', stepId: 's1', epoch: a!.epoch, token: a!.token, ok: false, error: { code: 'boom', message: 'flaky tool', retryable: true } });
+      expect(await h.orchestrator.onOutput(failure)).toMatchObject({ status: 'accepted' });
       const st = status(h);
       expect(st.state).toBe('failed');
       expect(st.errors.at(-1)).toMatchObject({
@@ -234,6 +237,18 @@ describe('waiting for agents through core', () => {
         message: 'no agent can run step s1 (sql-optimiser): sql-a: excluded for this step (failed or lost it before); sql-b: region us-east-1 not in [eu-central-1]',
       });
       expect(h.timer.of('dispatch', 't1')).toEqual([]);
+    });
+
+    it('waits only for the agent that went away when the other capable agent is barred by a constraint', async () => {
+      const h = harness();
+      await assignedToA(h, { constraints: { region: 'eu-central-1' } }, 'us-east-1');
+      await setState(h, 'sql-b', 'offline');
+      await setState(h, 'sql-a', 'offline');
+      expect(status(h).state).toBe('working');
+      expect((await stored(h)).steps.s1?.audit?.waitingFor).toEqual(['sql-a']);
+      await setState(h, 'sql-a', 'online');
+      await elapse(h, h.config.dispatchRetryMs);
+      expect(assignments(h, 'sql-a').map((x) => x.epoch)).toEqual([1, 2]);
     });
 
     it('fails the plan when the only bidder is unknown to the registry', async () => {

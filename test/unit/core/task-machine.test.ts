@@ -396,7 +396,8 @@ describe('task-machine', () => {
       const next = changed(reassignAgentSteps(running, 'a1', 'offline', matched(T0 + 5, [...offline, agent('a2', ['sql'], { state: 'draining' })])));
       expect(next.state).toBe('working');
       expect(next.steps.s1).toMatchObject({ state: 'pending', excluded: ['a1'], waitingSince: T0 + 5 });
-      expect(next.steps.s1?.audit?.waitingFor).toEqual(['a2']);
+      // a1 went away (it may come back after a restart), a2 is draining: both are worth waiting for.
+      expect(next.steps.s1?.audit?.waitingFor).toEqual(['a1', 'a2']);
     });
   });
 });

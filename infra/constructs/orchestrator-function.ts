@@ -28,6 +28,10 @@ export interface OrchestratorSettings {
   readonly retentionMs?: number;
   /** @default 900000, 15 min (DEFAULT_DEADLINE_MS) */
   readonly defaultDeadlineMs?: number;
+  /** How long a ready step may wait for a capable agent to come back. @default 60000 (MAX_WAIT_FOR_AGENT_MS) */
+  readonly maxWaitForAgentMs?: number;
+  /** How often a waiting step retries dispatch. @default 1000 (DISPATCH_RETRY_MS) */
+  readonly dispatchRetryMs?: number;
 }
 
 /** Props of {@link OrchestratorFunction}. */
@@ -86,6 +90,12 @@ function positiveInt(name: string, value: number): string {
   return String(value);
 }
 
+/** Zero allowed: `maxWaitForAgentMs: 0` turns waiting for an agent off. */
+function nonNegativeInt(name: string, value: number): string {
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${value}`);
+  return String(value);
+}
+
 /**
  * One orchestrator Lambda function (Node.js, ARM64, esbuild bundle with the AWS SDK inside) with
  * exactly the permissions its handler needs: table read/write, send to the timer queue,
@@ -132,6 +142,8 @@ export class OrchestratorFunction extends Construct {
         PROPOSAL_WINDOW_MS: positiveInt('proposalWindowMs', s.proposalWindowMs ?? DEFAULTS.defaultProposalWindowMs),
         RETENTION_MS: positiveInt('retentionMs', s.retentionMs ?? DEFAULTS.retentionMs),
         DEFAULT_DEADLINE_MS: positiveInt('defaultDeadlineMs', s.defaultDeadlineMs ?? DEFAULTS.defaultDeadlineMs),
+        MAX_WAIT_FOR_AGENT_MS: nonNegativeInt('maxWaitForAgentMs', s.maxWaitForAgentMs ?? DEFAULTS.maxWaitForAgentMs),
+        DISPATCH_RETRY_MS: positiveInt('dispatchRetryMs', s.dispatchRetryMs ?? DEFAULTS.dispatchRetryMs),
       },
     });
 

@@ -5,23 +5,7 @@
  * default; nothing in production reads these settings.
  */
 
-/** A pseudo-random source in [0, 1). */
-export type RandomSource = () => number;
-
-/**
- * mulberry32: a small, fast, seeded PRNG, so a chaos run's duplicate pattern can be replayed
- * from its seed. Not for anything security-related.
- */
-export function seededRandom(seed: number): RandomSource {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom, type RandomSource } from '../core/seeded-random';
 
 /**
  * Checks a duplicate-delivery rate: a number in [0, 1].

@@ -6,6 +6,7 @@
  * Never set it in production.
  */
 import { ConfigError } from '../../core/errors';
+import { seededRandom } from '../../core/seeded-random';
 
 /** Environment variables of the fault injection. */
 export const FAULT_ENV = {
@@ -23,17 +24,7 @@ export interface RuntimeFaults {
   readonly random?: () => number;
 }
 
-/** mulberry32: a small seeded PRNG, so a run's duplicate pattern can be replayed. Not for security. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../core/seeded-random';
 
 /**
  * Reads the fault injection settings from the environment; undefined when none is set.

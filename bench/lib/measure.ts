@@ -4,17 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 
-/** A seeded PRNG (mulberry32): same seed, same sequence, on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../core/seeded-random';
 
 /** An integer in [min, max] from `random`. */
 export function randomInt(random: () => number, min: number, max: number): number {

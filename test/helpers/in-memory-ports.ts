@@ -4,7 +4,10 @@
  * VersionConflictError, creating an existing task throws DuplicateTaskError, records are copied
  * on the way in and out (no shared references), and failures can be injected.
  */
+import { createHash } from 'node:crypto';
 import { DuplicateTaskError, VersionConflictError } from '../../core/errors';
+import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../core/orchestrator';
+import { RegistryService } from '../../core/registry-service';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from '../../core/model';
 import type { AccreditationVerifier, Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from '../../core/ports';
 import type { InboundMessage } from '../../core/rule-event';
@@ -253,4 +256,28 @@ export function inbound(topic: string, payload: unknown, opts: { clientId?: stri
     receivedAt: opts.receivedAt ?? 0,
     ...(opts.clientId !== undefined ? { clientId: opts.clientId } : {}),
   };
+}
+
+/** SHA-256 hex, as the adapters pass it to the orchestrator for cancel secrets. */
+export const sha256Hex = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/**
+ * An Orchestrator and a RegistryService wired to fresh in-memory ports, with a manual clock and
+ * timer, recording every log line. What core unit tests drive.
+ */
+export function orchestratorHarness(config: Partial<OrchestratorConfig> = {}) {
+  const clock = new ManualClock();
+  const publisher = new RecordingPublisher();
+  const timer = new ManualTimer();
+  const tasks = new InMemoryTaskStore();
+  const registry = new InMemoryRegistry();
+  const ids = new SequentialIds();
+  const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+  const cfg: OrchestratorConfig = { ...DEFAULT_ORCHESTRATOR_CONFIG, ...config };
+  const orchestrator = new Orchestrator({
+    tasks, registry, publisher, timer, clock, ids, config: cfg, sha256: sha256Hex,
+    log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+  });
+  const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
+  return { clock, publisher, timer, tasks, registry, ids, logs, config: cfg, orchestrator, service };
 }

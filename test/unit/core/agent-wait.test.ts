@@ -5,23 +5,14 @@
  * timer or by the sweeper, and runs once an agent is back; it fails only after
  * maxWaitForAgentMs, at the deadline, or at once when no agent could ever run it.
  */
-import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../../core/orchestrator';
-import { RegistryService } from '../../../core/registry-service';
+import type { OrchestratorConfig } from '../../../core/orchestrator';
 import { Assignment, TaskResult, TaskStatus, type AgentState, type Resume } from '../../../core/schemas';
 import {
-  InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, StaticVerifier, inbound,
+  inbound, orchestratorHarness,
 } from '../../helpers/in-memory-ports';
 
 function harness(config: Partial<OrchestratorConfig> = {}) {
-  const clock = new ManualClock();
-  const publisher = new RecordingPublisher();
-  const timer = new ManualTimer();
-  const tasks = new InMemoryTaskStore();
-  const registry = new InMemoryRegistry();
-  const cfg = { ...DEFAULT_ORCHESTRATOR_CONFIG, ...config };
-  const orchestrator = new Orchestrator({ tasks, registry, publisher, timer, clock, ids: new SequentialIds(), config: cfg });
-  const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
-  return { clock, publisher, timer, tasks, registry, orchestrator, service, config: cfg };
+  return orchestratorHarness(config);
 }
 type Harness = ReturnType<typeof harness>;
 

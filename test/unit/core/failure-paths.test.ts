@@ -11,25 +11,16 @@
  * the will to carry its connect time and the registry to keep the latest `at` it recorded.
  */
 import { createHash } from 'node:crypto';
-import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../../core/orchestrator';
-import { RegistryService } from '../../../core/registry-service';
+import type { OrchestratorConfig } from '../../../core/orchestrator';
 import { Assignment, RejectNotice, TaskResult, TaskStatus, type Resume } from '../../../core/schemas';
 import {
-  InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, StaticVerifier, inbound,
+  inbound, orchestratorHarness,
 } from '../../helpers/in-memory-ports';
 
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
 function harness(config: Partial<OrchestratorConfig> = {}) {
-  const clock = new ManualClock();
-  const publisher = new RecordingPublisher();
-  const timer = new ManualTimer();
-  const tasks = new InMemoryTaskStore();
-  const registry = new InMemoryRegistry();
-  const cfg = { ...DEFAULT_ORCHESTRATOR_CONFIG, ...config };
-  const orchestrator = new Orchestrator({ tasks, registry, publisher, timer, clock, ids: new SequentialIds(), config: cfg, sha256 });
-  const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
-  return { clock, publisher, timer, tasks, registry, orchestrator, service, config: cfg };
+  return orchestratorHarness(config);
 }
 type Harness = ReturnType<typeof harness>;
 

@@ -5,26 +5,14 @@ import {
   Assignment, MAX_PAYLOAD_BYTES, RejectNotice, TaskResult, TaskStatus, type ProposedStep, type Resume,
 } from '../../../core/schemas';
 import {
-  InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, inbound,
+  inbound, orchestratorHarness,
 } from '../../helpers/in-memory-ports';
 
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 const SECRET = 'open-sesame-123';
 
 function harness(config: Partial<OrchestratorConfig> = {}) {
-  const clock = new ManualClock();
-  const publisher = new RecordingPublisher();
-  const timer = new ManualTimer();
-  const tasks = new InMemoryTaskStore();
-  const registry = new InMemoryRegistry();
-  const ids = new SequentialIds();
-  const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
-  const cfg = { ...DEFAULT_ORCHESTRATOR_CONFIG, ...config };
-  const orchestrator = new Orchestrator({
-    tasks, registry, publisher, timer, clock, ids, config: cfg, sha256,
-    log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
-  });
-  return { clock, publisher, timer, tasks, registry, ids, logs, config: cfg, orchestrator };
+  return orchestratorHarness(config);
 }
 type Harness = ReturnType<typeof harness>;
 

@@ -49,6 +49,11 @@ export interface DynamoTaskStoreOptions {
   readonly proposalTtlMs?: number;
   /** The orchestrator's settings; retention decides when a finished task is next due. @default DEFAULT_ORCHESTRATOR_CONFIG */
   readonly config?: OrchestratorConfig;
+  /**
+   * Told about a due task item that cannot be read (its `data` is not a task record), which
+   * listDue skips so one bad item cannot stop every sweep. @default ignore
+   */
+  readonly onUnreadable?: (key: string, error: StoreError) => void;
 }
 
 const TASK_SK = 'TASK';
@@ -85,6 +90,7 @@ export class DynamoTaskStore implements TaskStore {
   private readonly tableName: string;
   private readonly proposalTtlMs: number;
   private readonly config: OrchestratorConfig;
+  private readonly onUnreadable: (key: string, error: StoreError) => void;
   /**
    * Assignee set of the version this process last read or wrote, per task. A save needs the
    * previous set to delete pointers; a version is written once only, so a cached entry for the
@@ -97,6 +103,7 @@ export class DynamoTaskStore implements TaskStore {
     this.tableName = options.tableName;
     this.proposalTtlMs = options.proposalTtlMs ?? DEFAULT_PROPOSAL_TTL_MS;
     this.config = options.config ?? DEFAULT_ORCHESTRATOR_CONFIG;
+    this.onUnreadable = options.onUnreadable ?? (() => undefined);
   }
 
   /** Stores a new task; DuplicateTaskError (with the SDK error as cause) when the id exists. */
@@ -273,7 +280,13 @@ export class DynamoTaskStore implements TaskStore {
     for (const hit of hits) {
       const item = typeof hit.data === 'string' ? hit : full.get(String(hit.pk));
       // An item missing from the table was deleted (TTL) between the index read and this one.
-      if (item !== undefined) tasks.push(parseTask(item));
+      if (item === undefined) continue;
+      try {
+        tasks.push(parseTask(item));
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        this.onUnreadable(String(item.pk), err);
+      }
     }
     return tasks;
   }
@@ -351,5 +364,9 @@ function storedAssignees(item: Item): string[] {
 
 function parseTask(item: Item): TaskRecord {
   if (typeof item.data !== 'string') throw new StoreError(`read ${String(item.pk)}`, 'item has no data attribute', false);
-  return JSON.parse(item.data) as TaskRecord;
+  try {
+    return JSON.parse(item.data) as TaskRecord;
+  } catch (err) {
+    throw new StoreError(`read ${String(item.pk)}`, `data attribute is not JSON: ${(err as Error).message}`, false, { cause: err });
+  }
 }

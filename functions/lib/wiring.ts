@@ -98,7 +98,10 @@ export function createRuntime(settings: FunctionSettings): Runtime {
   const clients = createClients(settings);
   const clock = new SystemClock();
   const { tableName } = settings;
-  const tasks = new DynamoTaskStore({ client: clients.documentClient, tableName, config: settings.orchestrator });
+  const tasks = new DynamoTaskStore({
+    client: clients.documentClient, tableName, config: settings.orchestrator,
+    onUnreadable: (key, error) => obs.logger.error('skipped an unreadable task item', { key, error: error.message }),
+  });
   const registry = new DynamoRegistry({ client: clients.documentClient, tableName });
   const publisher = new IotDataPublisher(clients.iotData);
   const timer = new SqsTimer({ client: clients.sqs, queueUrl: settings.timerQueueUrl, clock });

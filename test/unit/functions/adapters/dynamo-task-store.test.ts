@@ -309,6 +309,21 @@ describe('DynamoTaskStore', () => {
       expect(due).toEqual([a]);
       expect(ddb).toHaveReceivedCommandWith(BatchGetCommand, { RequestItems: { [TABLE_NAME]: { Keys: [{ pk: 'TASK#a', sk: 'TASK' }], ConsistentRead: true } } });
     });
+
+    it('skips an item whose data is not a task record, reports it, and still returns the others', async () => {
+      const good = taskRecord({ taskId: 'good', windowClosesAt: 20 });
+      ddb.on(QueryCommand).resolves({ Items: [] });
+      ddb.on(QueryCommand, { ExpressionAttributeValues: { ':shard': 'DUE#0', ':now': 100 } }).resolves({
+        Items: [{ ...storedItem(good), dueAt: 20 }, { pk: 'TASK#bad', sk: 'TASK', dueShard: 'DUE#0', dueAt: 10, data: '{"taskId": "bad", ' }],
+      });
+      const unreadable: { key: string; error: StoreError }[] = [];
+      const due = await new DynamoTaskStore({
+        client, tableName: TABLE_NAME, onUnreadable: (key, error) => unreadable.push({ key, error }),
+      }).listDue(100, 10);
+      expect(due.map((t) => t.taskId)).toEqual(['good']);
+      expect(unreadable).toEqual([{ key: 'TASK#bad', error: expect.any(StoreError) }]);
+      expect(unreadable[0]?.error.message).toMatch(/data attribute is not JSON/);
+    });
   });
 
   describe('due index attributes', () => {

@@ -214,7 +214,7 @@ export const Assignment = z.object({
   goal: z.string().max(4000),
   /** Resolved inputs: the artifacts this step consumes. */
   inputs: Artifacts,
-  produces: z.array(ArtifactName).min(1),
+  produces: z.array(ArtifactName).min(1).max(32),
   /** Step deadline; the step's result is ignored after it. */
   deadline: Timestamp,
   /** The lease: the assignee must answer within this long or the step is re-assigned. */

@@ -1,7 +1,8 @@
 /**
- * The public API of core/: the wire contract (topics, schemas, errors), the records and ports,
- * the planner, matcher and policy model, and the orchestration services. Composition roots
- * (Lambda handlers, the agent runtime, the local stack, the CLI) import from here.
+ * The public API of core/ in one entry point, for code built on Porchlight outside this
+ * repository (a custom agent, client or adapter): the wire contract (topics, schemas, errors),
+ * the records and ports, the planner, matcher and policy model, and the orchestration services.
+ * Modules inside the repository import the specific core module they use.
  */
 export * from './errors';
 export * from './data-classes';
@@ -19,3 +20,5 @@ export * from './outbox';
 export * from './task-machine';
 export * from './orchestrator';
 export * from './registry-service';
+export * from './inbound';
+export * from './seeded-random';

@@ -15,7 +15,7 @@
  */
 import {
   ConfigError, DuplicateTaskError, InvalidStateError, NotAuthorizedError, PorchlightError, TopicParseError, UnknownTaskError, UnsatisfiableError,
-  VersionConflictError, type ErrorCode,
+  VersionConflictError,
 } from './errors';
 import { validateProposal } from './dag';
 import { rankAgents } from './matching';
@@ -28,10 +28,11 @@ import type { InboundMessage } from './rule-event';
 import { CancelRequest, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
   acceptOutput, allEligibleAnswered, cancelTask, checkRequest, clearRetained, createTask, dueEvents, eligibleAgentsFor, expireDeadline,
-  expireLease, markPublished, reassignAgentSteps, recordPlan, rejectNotice, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
+  expireLease, markPublished, reassignAgentSteps, recordPlan, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
   type Decision, type DispatchContext, type MachineContext,
 } from './task-machine';
-import { isValidId, parseTopic, type ParsedTopic } from './topics';
+import { isValidId, type ParsedTopic } from './topics';
+import { asPorchlightError, describeError, refuse, rejected, topicOfKind, type HandleOutcome, type LogFn, type LogLevel } from './inbound';
 
 /** The orchestrator's settings (functions read them from LEASE_MS, MAX_ATTEMPTS, … with these defaults). */
 export interface OrchestratorConfig {
@@ -65,12 +66,6 @@ export const DEFAULT_ORCHESTRATOR_CONFIG: OrchestratorConfig = Object.freeze({
   dispatchRetryMs: 1_000,
 });
 
-/** Log severity. */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-
-/** Structured logging hook (Powertools Logger in Lambda, console locally). */
-export type LogFn = (level: LogLevel, msg: string, data?: Record<string, unknown>) => void;
-
 /** What the orchestrator is wired with. */
 export interface OrchestratorDeps {
   tasks: TaskStore;
@@ -89,10 +84,7 @@ export interface OrchestratorDeps {
   sha256?: (text: string) => string;
 }
 
-/** Result of handling one inbound message. Rejections are also published by the orchestrator itself. */
-export type HandleOutcome =
-  | { status: 'accepted' | 'duplicate' | 'ignored'; detail?: string }
-  | { status: 'rejected'; code: ErrorCode; message: string };
+export type { HandleOutcome, LogFn, LogLevel } from './inbound';
 
 /** Saves attempted per mutation before a version conflict is left to the caller's retry. */
 export const MAX_SAVE_ATTEMPTS = 5;
@@ -319,7 +311,7 @@ export class Orchestrator {
         }
         if (moved) advanced += 1;
       } catch (err) {
-        this.log('error', 'sweep failed for a task', { taskId: task.taskId, error: describe(err) });
+        this.log('error', 'sweep failed for a task', { taskId: task.taskId, error: describeError(err) });
       }
     }
     return { examined: due.length, advanced };
@@ -355,7 +347,7 @@ export class Orchestrator {
       // A planner that throws on some input must fail the task with a reason, not leave it collecting forever.
       if (err instanceof UnsatisfiableError) return { ok: false, reasons: err.reasons };
       if (err instanceof PorchlightError) return { ok: false, reasons: [err.message] };
-      this.log('error', 'planner threw', { taskId, error: describe(err) });
+      this.log('error', 'planner threw', { taskId, error: describeError(err) });
       throw err;
     }
   }
@@ -412,7 +404,7 @@ export class Orchestrator {
         await this.deps.timer.schedule(event, dueAt);
       } catch (err) {
         // The sweeper finds due windows, leases and deadlines from the stored state.
-        this.log('warn', 'timer not scheduled; the sweeper will cover it', { taskId: after.taskId, event, error: describe(err) });
+        this.log('warn', 'timer not scheduled; the sweeper will cover it', { taskId: after.taskId, event, error: describeError(err) });
       }
     }
     await this.flushStored(after);
@@ -423,7 +415,7 @@ export class Orchestrator {
     if (task.outbox.length === 0) return false;
     const result = await flush(this.deps.publisher, task.outbox);
     if (result.error !== undefined) {
-      this.log('warn', 'publish failed; the outbox keeps the rest', { taskId: task.taskId, remaining: result.remaining.length, error: describe(result.error) });
+      this.log('warn', 'publish failed; the outbox keeps the rest', { taskId: task.taskId, remaining: result.remaining.length, error: describeError(result.error) });
     }
     for (const { message, error } of result.dropped) {
       this.log('error', 'message over the broker payload limit dropped', { taskId: task.taskId, topic: message.topic, bytes: error.bytes, limit: error.limit });
@@ -452,35 +444,16 @@ export class Orchestrator {
   }
 
   private parse<K extends ParsedTopic['kind']>(msg: InboundMessage, kind: K): Extract<ParsedTopic, { kind: K }> | PorchlightError {
-    try {
-      const parsed = parseTopic(msg.topic);
-      if (parsed.kind !== kind) return new TopicParseError(`topic "${msg.topic}" is a ${parsed.kind} topic; this handler takes ${kind} topics`);
-      return parsed as Extract<ParsedTopic, { kind: K }>;
-    } catch (err) {
-      return asPorchlightError(err);
-    }
+    return topicOfKind(msg, kind);
   }
 
-  /**
-   * Refuses a message: logs it, tells `notify` (when it is a valid agent id) with a RejectNotice,
-   * and returns the rejection. A notice that cannot be published is logged, not thrown: the
-   * refusal itself has no state to retry.
-   */
-  private async refuse(msg: InboundMessage, error: PorchlightError, notify?: string, about?: { topic: string; taskId?: string; stepId?: string }): Promise<HandleOutcome> {
-    this.log('info', 'message refused', { topic: msg.topic, clientId: msg.clientId, code: error.code, reason: error.message });
-    if (notify !== undefined && isValidId(notify)) {
-      try {
-        await this.deps.publisher.publish(rejectNotice(notify, error, about ?? { topic: msg.topic }, this.now()));
-      } catch (err) {
-        this.log('warn', 'reject notice not published', { agentId: notify, error: describe(err) });
-      }
-    }
-    return rejected(error);
+  private refuse(msg: InboundMessage, error: PorchlightError, notify?: string, about?: { topic: string; taskId?: string; stepId?: string }): Promise<HandleOutcome> {
+    return refuse(this.deps, msg, error, notify, about);
   }
 
   private async publishAll(messages: readonly OutboundMessage[]): Promise<void> {
     const result = await flush(this.deps.publisher, messages);
-    if (result.error !== undefined) throw result.error instanceof Error ? result.error : new Error(describe(result.error));
+    if (result.error !== undefined) throw result.error instanceof Error ? result.error : new Error(describeError(result.error));
   }
 
   /** Registry candidates for each distinct skill. */
@@ -528,17 +501,3 @@ function summary(outcome: HandleOutcome): string {
   return outcome.status === 'rejected' ? `${outcome.code}: ${outcome.message}` : (outcome.detail ?? outcome.status);
 }
 
-function rejected(error: PorchlightError): HandleOutcome {
-  return { status: 'rejected', code: error.code, message: error.message };
-}
-
-/** Input errors become rejections; anything else is a defect or an outage and goes to the caller. */
-function asPorchlightError(err: unknown): PorchlightError {
-  if (err instanceof PorchlightError) return err;
-  throw err instanceof Error ? err : new Error(describe(err));
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}`;
-  return typeof err === 'string' ? err : JSON.stringify(err) ?? typeof err;
-}

@@ -7,15 +7,16 @@
  * are kept apart (the planner and matcher never trust them) and reported to the agent.
  */
 import { z } from 'zod';
-import { NotAuthorizedError, PorchlightError, TopicParseError, ValidationError, InvalidStateError } from './errors';
+import { NotAuthorizedError, PorchlightError, ValidationError, InvalidStateError } from './errors';
+import { asPorchlightError, notifyAgent, refuse, topicOfKind } from './inbound';
 import type { AgentRecord } from './model';
-import type { HandleOutcome, LogFn, LogLevel, Orchestrator } from './orchestrator';
+import type { HandleOutcome, LogFn, LogLevel } from './inbound';
+import type { Orchestrator } from './orchestrator';
 import { canonicalJson } from './outbox';
 import type { AccreditationVerifier, Clock, Publisher, Registry } from './ports';
 import type { InboundMessage } from './rule-event';
 import { AgentStatus, Resume, SCHEMA_VERSION, Telemetry, decodePayload } from './schemas';
-import { rejectNotice } from './task-machine';
-import { isValidId, parseTopic, type ParsedTopic } from './topics';
+import type { ParsedTopic } from './topics';
 
 /**
  * The payload of an IoT Core lifecycle event (`$aws/events/presence/{connected|disconnected}/{clientId}`).
@@ -96,7 +97,7 @@ export class RegistryService {
       const error = new NotAuthorizedError(
         `accreditation claim(s) ${unverified.join(', ')} of agent ${agentId} are not confirmed by its identity; they are ignored until they are`,
       );
-      await this.notify(agentId, error, msg.topic);
+      await notifyAgent(this.deps, agentId, error, { topic: msg.topic });
     }
     return {
       status: 'accepted',
@@ -209,13 +210,7 @@ export class RegistryService {
   }
 
   private parse<K extends ParsedTopic['kind']>(msg: InboundMessage, kind: K): Extract<ParsedTopic, { kind: K }> | PorchlightError {
-    try {
-      const parsed = parseTopic(msg.topic);
-      if (parsed.kind !== kind) return new TopicParseError(`topic "${msg.topic}" is a ${parsed.kind} topic; this handler takes ${kind} topics`);
-      return parsed as Extract<ParsedTopic, { kind: K }>;
-    } catch (err) {
-      return asPorchlightError(err);
-    }
+    return topicOfKind(msg, kind);
   }
 
   /** On IoT Core the rule tells who published; an agent may only write its own topics. */
@@ -224,20 +219,8 @@ export class RegistryService {
     return new NotAuthorizedError(`${msg.topic} belongs to agent ${agentId} but was published by client ${msg.clientId}`);
   }
 
-  private async refuse(msg: InboundMessage, error: PorchlightError, notify?: string): Promise<HandleOutcome> {
-    this.log('info', 'message refused', { topic: msg.topic, clientId: msg.clientId, code: error.code, reason: error.message });
-    if (notify !== undefined) await this.notify(notify, error, msg.topic);
-    return { status: 'rejected', code: error.code, message: error.message };
-  }
-
-  /** A notice that cannot be published is logged: the refusal has no state to retry. */
-  private async notify(agentId: string, error: PorchlightError, topic: string): Promise<void> {
-    if (!isValidId(agentId)) return;
-    try {
-      await this.deps.publisher.publish(rejectNotice(agentId, error, { topic }, this.now()));
-    } catch (err) {
-      this.log('warn', 'reject notice not published', { agentId, error: err instanceof Error ? err.message : 'unknown error' });
-    }
+  private refuse(msg: InboundMessage, error: PorchlightError, notify?: string): Promise<HandleOutcome> {
+    return refuse(this.deps, msg, error, notify);
   }
 
   private now(): number {
@@ -252,10 +235,4 @@ export class RegistryService {
 /** The agent's current status, re-recorded to refresh its record. */
 function statusOf(agent: AgentRecord): AgentStatus {
   return { v: SCHEMA_VERSION, state: agent.state, ...(agent.load ? { load: { ...agent.load } } : {}) };
-}
-
-/** Input errors become rejections; anything else is a defect or an outage and goes to the caller. */
-function asPorchlightError(err: unknown): PorchlightError {
-  if (err instanceof PorchlightError) return err;
-  throw err instanceof Error ? err : new Error('non-error thrown while decoding');
 }

@@ -9,7 +9,7 @@
  * terminal in DynamoDB) and, from the agents' effect ledger, that no accepted step's effect
  * happened twice.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +21,8 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { MqttClient } from 'mqtt';
 import { DynamoTaskStore } from '../../functions/adapters/dynamo-task-store';
 import { DynamoRegistry } from '../../functions/adapters/dynamo-registry';
+import { spawnAgentProcess } from '../../cli/agent-processes';
+import { waitForAgents } from '../../cli/session';
 import { isTerminal, type TaskRecord } from '../../core/model';
 import { decodePayload, parseMessage, TaskRequest, TaskResult } from '../../core/schemas';
 import { topics } from '../../core/topics';
@@ -151,10 +153,8 @@ export async function startChaosAgent(launch: ChaosAgentLaunch): Promise<ChaosAg
   const { stack, agentId, skill } = launch;
   const cert = await stack.issue(agentId, 'agent');
   const log: WriteStream = createWriteStream(join(stack.paths.logsDir, `${agentId}.log`), { flags: 'a' });
-  const env = {
-    ...process.env,
-    PORCHLIGHT_HOST: stack.endpoints.mqttHost, PORCHLIGHT_PORT: String(stack.endpoints.mqttPort), PORCHLIGHT_CA: cert.caPath,
-    PORCHLIGHT_CERT: cert.certPath, PORCHLIGHT_KEY: cert.keyPath, PORCHLIGHT_AGENT_ID: agentId,
+  const connection = { agentId, host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...cert };
+  const extraEnv: Record<string, string> = {
     PORCHLIGHT_CHAOS_SKILL: skill, PORCHLIGHT_EFFECT_LEDGER: launch.ledgerPath, PORCHLIGHT_LOG_LEVEL: 'info',
     ...((launch.duplicateRate ?? 0) > 0 ? { PORCHLIGHT_FAULT_DUPLICATE_RATE: String(launch.duplicateRate) } : {}),
   };
@@ -175,9 +175,7 @@ export async function startChaosAgent(launch: ChaosAgentLaunch): Promise<ChaosAg
       if (running() !== undefined) throw new Error(`agent ${agentId} is already running`);
       launches += 1;
       const seed = ((launch.seed ?? 1) * 7919 + launches * 104_729) >>> 0;
-      const next = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], {
-        cwd: REPO_ROOT, env: { ...env, PORCHLIGHT_FAULT_SEED: String(seed) }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const next = spawnAgentProcess(WORKER_ENTRY, connection, { ...extraEnv, PORCHLIGHT_FAULT_SEED: String(seed) });
       next.stdout?.pipe(log, { end: false });
       next.stderr?.pipe(log, { end: false });
       child = next;
@@ -363,7 +361,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
         agents.push(await startChaosAgent({ stack: s, agentId: `${skill}-${i}`, skill, ledgerPath, duplicateRate, seed: seed + agents.length }));
       }
     }
-    await waitForOnline(registry, agents.map((a) => a.agentId), 90_000);
+    await waitForAgents(registry, agents.map((a) => a.agentId), 90_000);
     progress(`${agents.length} agents online; submitting ${n} tasks`);
 
     // Client -------------------------------------------------------------------------------------
@@ -545,17 +543,6 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     dynamo?.destroy();
     await stack?.stop();
     if (options.keepState !== true) await rm(stateDir, { recursive: true, force: true });
-  }
-}
-
-/** Polls the registry until every agent in `agentIds` is online. */
-export async function waitForOnline(registry: DynamoRegistry, agentIds: readonly string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const records = await Promise.all(agentIds.map((id) => registry.get(id)));
-    if (records.every((r) => r?.state === 'online')) return;
-    if (Date.now() > deadline) throw new Error(`agents not online after ${timeoutMs} ms: ${agentIds.filter((_, i) => records[i]?.state !== 'online').join(', ')}`);
-    await sleep(250);
   }
 }
 

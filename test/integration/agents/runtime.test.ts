@@ -6,13 +6,14 @@
  * Agents run as child processes, as they do in production; this also keeps aws-crt's native
  * handles out of the Jest process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { AgentStatus, Resume, StepOutput } from '../../../core/schemas';
 import { startLocalBroker, type LocalBroker } from '../../../local/broker';
+import { spawnAgentProcess } from '../../../cli/agent-processes';
 
 jest.setTimeout(60_000);
 
@@ -82,22 +83,11 @@ interface AgentProcess {
 async function startAgent(script: string, agentId: string): Promise<AgentProcess> {
   const cert = await broker.issue(agentId, 'agent');
   const online = nextMessage(orchestrator, `agents/${agentId}/status`, hasState('online'), 30_000);
-  // `node --import tsx` keeps the agent in this one process: the tsx CLI would fork a child
-  // that survives a SIGKILL of its parent and keeps the connection (and the will) alive.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script)], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PORCHLIGHT_HOST: 'localhost',
-      PORCHLIGHT_PORT: String(broker.mqttPort),
-      PORCHLIGHT_CERT: cert.certPath,
-      PORCHLIGHT_KEY: cert.keyPath,
-      PORCHLIGHT_CA: cert.caPath,
-      PORCHLIGHT_AGENT_ID: agentId,
-      PORCHLIGHT_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnAgentProcess(
+    join(ROOT, script),
+    { agentId, host: 'localhost', port: broker.mqttPort, caPath: cert.caPath, certPath: cert.certPath, keyPath: cert.keyPath },
+    { PORCHLIGHT_LOG_LEVEL: 'info' },
+  );
   let out = '';
   let err = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));

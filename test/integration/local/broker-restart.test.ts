@@ -12,7 +12,8 @@ import type { MqttClient } from 'mqtt';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoRegistry } from '../../../functions/adapters/dynamo-registry';
-import { startChaosAgent, waitForOnline, type ChaosAgent } from '../../../bench/lib/chaos-scenario';
+import { startChaosAgent, type ChaosAgent } from '../../../bench/lib/chaos-scenario';
+import { waitForAgents } from '../../../cli/session';
 import { decodePayload, TaskResult } from '../../../core/schemas';
 import { topics } from '../../../core/topics';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/dynamodb';
@@ -75,7 +76,7 @@ describe('local stack', () => {
         await startChaosAgent({ stack, agentId: 'restart-b', skill: 'chaos-b', ledgerPath }),
       ];
       dynamo = new DynamoDBClient({ endpoint: stack.endpoints.dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-      await waitForOnline(new DynamoRegistry({ client: DynamoDBDocumentClient.from(dynamo), tableName: stack.tableName }), agents.map((a) => a.agentId), 60_000);
+      await waitForAgents(new DynamoRegistry({ client: DynamoDBDocumentClient.from(dynamo), tableName: stack.tableName }), agents.map((a) => a.agentId), 60_000);
     }, 120_000);
 
     afterAll(async () => {
@@ -118,7 +119,7 @@ describe('local stack', () => {
       // Agents come back online in the registry by themselves after the wills the shutdown sent;
       // give the orchestrator a moment to take in those wills before polling for "online".
       await new Promise((r) => setTimeout(r, 2000));
-      await waitForOnline(new DynamoRegistry({ client: DynamoDBDocumentClient.from(dynamo), tableName: stack.tableName }), agents.map((a) => a.agentId), 30_000);
+      await waitForAgents(new DynamoRegistry({ client: DynamoDBDocumentClient.from(dynamo), tableName: stack.tableName }), agents.map((a) => a.agentId), 30_000);
       const after = await submit(client);
       const second = nextOn(client, topics.taskResult(after), 60_000);
       const result = decodePayload(TaskResult, await second, 'result');

@@ -22,9 +22,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { MqttClient } from 'mqtt';
-import { launchAgent, type AgentProcess } from '../cli/agent-processes';
+import type { AgentProcess } from '../cli/agent-processes';
 import { PorchlightClient, type TaskEvent } from '../cli/client';
-import { DEMO_AGENTS, DEMO_REQUEST_PATH } from '../cli/commands/demo';
+import { DEMO_AGENTS, DEMO_REQUEST_PATH, launchDemoAgents } from '../cli/commands/demo';
 import { CLI_CLIENT_ID, localRegistry, waitForAgents } from '../cli/session';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../local/dynamodb';
 import { freePort } from '../local/free-port';
@@ -149,14 +149,11 @@ async function main(): Promise<void> {
     ports: { dynamo: dynamoPort, dataPlane: dataPlanePort },
     functionEnv: { DYNAMODB_ENDPOINT: dynamoProxy.endpoint, IOT_DATA_ENDPOINT: publishProxy.endpoint, PROPOSAL_WINDOW_MS: '5000' },
   });
-  const agents: AgentProcess[] = [];
+  let agents: AgentProcess[] = [];
   const registry = localRegistry({ dynamoEndpoint: stack.endpoints.dynamoEndpoint, tableName: stack.tableName, region: LOCAL_REGION });
   let client: PorchlightClient | undefined;
   try {
-    for (const a of DEMO_AGENTS) {
-      const cert = await stack.issue(a.agentId, 'agent', a.accredit);
-      agents.push(launchAgent({ example: a.example, agentId: a.agentId, host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...cert, logDir: stack.paths.logsDir }));
-    }
+    agents = await launchDemoAgents(stack);
     await waitForAgents(registry.registry, DEMO_AGENTS.map((a) => a.agentId), 60_000);
     const cert = await stack.issue(CLI_CLIENT_ID, 'client');
     client = await PorchlightClient.connect({ host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...cert, clientId: CLI_CLIENT_ID });

@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { quietLog } from '../../local/log';
+import type { LocalStack } from '../../local/stack';
 import type { TaskStatus } from '../../core/schemas';
 import { launchAgent, type AgentProcess, type ExampleAgent } from '../agent-processes';
 import type { TaskEvent } from '../client';
@@ -18,6 +19,27 @@ export const DEMO_AGENTS: readonly { readonly example: ExampleAgent; readonly ag
   { example: 'sql-optimiser', agentId: 'sql-bot', accredit: ['ISO27001'] },
   { example: 'nl2chart', agentId: 'chart-bot', accredit: ['ISO27001'] },
 ];
+
+/**
+ * Issues each demo agent's certificate from the stack's CA and launches the agent as its own
+ * process, logging under the stack's logs directory. Wait for them with `waitForAgents`.
+ */
+export async function launchDemoAgents(stack: Pick<LocalStack, 'issue' | 'endpoints' | 'paths'>): Promise<AgentProcess[]> {
+  const launched: AgentProcess[] = [];
+  try {
+    for (const a of DEMO_AGENTS) {
+      const cert = await stack.issue(a.agentId, 'agent', a.accredit);
+      launched.push(launchAgent({
+        example: a.example, agentId: a.agentId, host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...cert, logDir: stack.paths.logsDir,
+      }));
+    }
+    return launched;
+  } catch (err) {
+    // Nobody else holds these processes yet: stop them rather than leave them running.
+    await Promise.all(launched.map((p) => p.stop()));
+    throw err;
+  }
+}
 
 /** The demo's task request. */
 export const DEMO_REQUEST_PATH = resolve(__dirname, '..', '..', 'agents', 'examples', 'demo-request.json');
@@ -58,13 +80,7 @@ export async function demo(options: DemoOptions): Promise<number> {
     out(`  database  ${info.dynamoEndpoint} (table ${info.tableName})`);
     out(`  state     ${info.stateDir}`);
 
-    for (const a of DEMO_AGENTS) {
-      const cert = await stack.issue(a.agentId, 'agent', a.accredit);
-      agents.push(launchAgent({
-        example: a.example, agentId: a.agentId, host: info.mqttHost, port: info.mqttPort,
-        caPath: cert.caPath, certPath: cert.certPath, keyPath: cert.keyPath, logDir: stack.paths.logsDir,
-      }));
-    }
+    agents.push(...(await launchDemoAgents(stack)));
     out(`\nLaunched ${agents.length} agent processes (${DEMO_AGENTS.map((a) => `${a.agentId}: ${a.example}`).join(', ')}); waiting for their résumés…`);
     const records = await waitForAgents(registry, DEMO_AGENTS.map((a) => a.agentId), 60_000);
     out(agentsTable(records));

@@ -4,9 +4,9 @@
  * running as its own process. Request → proposals → merged plan → assignments → outputs → result.
  */
 import { readFileSync } from 'node:fs';
-import { launchAgent, type AgentProcess } from '../../cli/agent-processes';
+import type { AgentProcess } from '../../cli/agent-processes';
 import { PorchlightClient, type TaskEvent } from '../../cli/client';
-import { DEMO_AGENTS, DEMO_REQUEST_PATH } from '../../cli/commands/demo';
+import { DEMO_AGENTS, DEMO_REQUEST_PATH, launchDemoAgents } from '../../cli/commands/demo';
 import { CLI_CLIENT_ID, localRegistry, waitForAgents } from '../../cli/session';
 import { LOCAL_REGION } from '../../local/dynamodb';
 import { decodePayload, StepOutput, type TaskStatus } from '../../core/schemas';
@@ -24,13 +24,7 @@ describe('task flow (local stack, agents as processes)', () => {
   beforeAll(async () => {
     t = await startTestStack({ functionEnv: { PROPOSAL_WINDOW_MS: '3000' } });
     registry = localRegistry({ dynamoEndpoint: t.stack.endpoints.dynamoEndpoint, tableName: t.stack.tableName, region: LOCAL_REGION });
-    for (const a of DEMO_AGENTS) {
-      const cert = await t.issue(a.agentId, 'agent', a.accredit);
-      agents.push(launchAgent({
-        example: a.example, agentId: a.agentId, host: t.mqttHost, port: t.mqttPort,
-        caPath: cert.caPath, certPath: cert.certPath, keyPath: cert.keyPath, logDir: t.stack.paths.logsDir,
-      }));
-    }
+    agents = await launchDemoAgents(t.stack);
     await waitForAgents(registry.registry, DEMO_AGENTS.map((a) => a.agentId), 60_000);
     const cert = await t.issue(CLI_CLIENT_ID, 'client');
     client = await PorchlightClient.connect({ host: t.mqttHost, port: t.mqttPort, ...cert, clientId: CLI_CLIENT_ID });

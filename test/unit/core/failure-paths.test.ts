@@ -10,14 +10,12 @@
  * marks the agent offline again and re-assigns the steps it took since. Ordering statuses needs
  * the will to carry its connect time and the registry to keep the latest `at` it recorded.
  */
-import { createHash } from 'node:crypto';
 import type { OrchestratorConfig } from '../../../core/orchestrator';
 import { Assignment, RejectNotice, TaskResult, TaskStatus, type Resume } from '../../../core/schemas';
 import {
-  inbound, orchestratorHarness,
+  inbound, orchestratorHarness, sha256Hex as sha256,
 } from '../../helpers/in-memory-ports';
 
-const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
 function harness(config: Partial<OrchestratorConfig> = {}) {
   return orchestratorHarness(config);

@@ -1,14 +1,12 @@
-import { createHash } from 'node:crypto';
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../../core/orchestrator';
 import type { OutboundMessage } from '../../../core/model';
 import {
   Assignment, MAX_PAYLOAD_BYTES, RejectNotice, TaskResult, TaskStatus, type ProposedStep, type Resume,
 } from '../../../core/schemas';
 import {
-  inbound, orchestratorHarness,
+  inbound, orchestratorHarness, sha256Hex as sha256,
 } from '../../helpers/in-memory-ports';
 
-const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 const SECRET = 'open-sesame-123';
 
 function harness(config: Partial<OrchestratorConfig> = {}) {

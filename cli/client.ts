@@ -5,10 +5,11 @@
  * It watches a task through the exact `tasks/{id}/status` and `tasks/{id}/result` topics, never a
  * wildcard, because AWS IoT Core only delivers retained messages to exact-topic subscriptions.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { topics } from '../core/topics';
+import { sha256 } from '../functions/adapters/system';
 import { taskRootFor } from '../core/data-classes';
 import {
   decodePayload, parseMessage, Progress, StepOutput, TaskRequest, TaskResult, TaskStatus,
@@ -101,7 +102,7 @@ export class PorchlightClient {
     const cancelSecret = randomBytes(24).toString('base64url');
     const parsed: TaskRequestT = parseMessage(
       TaskRequest,
-      { ...(request as object), cancelHash: createHash('sha256').update(cancelSecret).digest('hex') },
+      { ...(request as object), cancelHash: sha256(cancelSecret) },
       'task request',
     );
     const taskRoot = taskRootFor(parsed.constraints.dataClasses);

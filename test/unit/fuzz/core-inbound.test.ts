@@ -3,39 +3,30 @@
  * over the in-memory ports: never a throw, never an unhandled rejection, always a refusal with a
  * wire code and a message naming the field, and nothing already accepted changes.
  */
-import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type HandleOutcome } from '../../../core/orchestrator';
-import { RegistryService } from '../../../core/registry-service';
+import type { HandleOutcome } from '../../../core/orchestrator';
 import type { TimerEvent } from '../../../core/model';
 import { Assignment, type Resume } from '../../../core/schemas';
 import {
-  InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, StaticVerifier, inbound,
+  inbound, orchestratorHarness, sha256Hex,
 } from '../../helpers/in-memory-ports';
 import {
   RUNS, badArtifactName, badId, brokenField, expectPrototypeClean, expectSpecificRefusal, garbage, tooLong, trapUnhandledRejections, withPollutionKey,
   type BreakableField,
 } from './arbitraries';
 
-const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 const PAYLOAD_CODES = ['invalid-json', 'invalid-payload', 'payload-too-large'];
 
 trapUnhandledRejections();
 
 /** One world for the whole file: a task mid-execution, a task still collecting, three agents. */
 async function world() {
-  const clock = new ManualClock();
-  const publisher = new RecordingPublisher();
-  const timer = new ManualTimer();
-  const tasks = new InMemoryTaskStore();
-  const registry = new InMemoryRegistry();
-  const orchestrator = new Orchestrator({ tasks, registry, publisher, timer, clock, ids: new SequentialIds(), config: DEFAULT_ORCHESTRATOR_CONFIG, sha256 });
-  const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
+  const { clock, publisher, timer, tasks, registry, orchestrator, service } = orchestratorHarness();
   const resume = (skills: string[]): Resume => ({ v: 1, skills, cost: { usd: 0.02, p95_ms: 350 }, region: 'eu-central-1', accredit: [] });
   for (const [id, skills] of [['sql-agent', ['sql-optimiser']], ['sql-agent-2', ['sql-optimiser']], ['chart-agent', ['nl2chart']]] as const) {
     await registry.putResume(id, resume([...skills]), { verified: [], unverified: [] }, clock.now());
   }
-  const request = { goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'], skills: ['sql-optimiser', 'nl2chart'], cancelHash: sha256('the-secret-123') };
+  const request = { goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'], skills: ['sql-optimiser', 'nl2chart'], cancelHash: sha256Hex('the-secret-123') };
   await orchestrator.onRequest(inbound('tasks/t-live/request', request));
   const bid = (id: string, skill: string, consumes: string[], produces: string[]) => ({ steps: [{ id, skill, consumes, produces, estUsd: 0.02, estMs: 300 }] });
   await orchestrator.onProposal(inbound('tasks/t-live/proposal/sql-agent', bid('sql', 'sql-optimiser', ['question'], ['sql'])));

@@ -61,9 +61,6 @@ describe('task flow (local stack, agents as processes)', () => {
         ['sql-optimiser', 'sql-bot', 'completed', 1],
         ['nl2chart', 'chart-bot', 'completed', 1],
       ]);
-      // Snapshots only move forward.
-      const versions = statuses.map((s) => s.version);
-      expect([...versions].sort((a, b) => a - b)).toEqual(versions);
 
       // Each step's output is retained and echoes the epoch and a fencing token.
       const late = await connectMqtt(t, 'client-late-joiner', { kind: 'client' });

@@ -63,7 +63,10 @@ export function eventLine(e: TaskEvent): string {
   switch (e.type) {
     case 'status': {
       const errors = e.status.errors.map((x) => `${x.code}: ${x.message}`).join('; ');
-      return `status  ${e.status.state}/${e.status.phase} (v${e.status.version})${errors ? ` — ${errors}` : ''}`;
+      const waiting = e.status.waitingForBids !== undefined
+        ? ` — no plan yet, waiting for bids from ${e.status.waitingForBids.agents.join(', ')} (${e.status.waitingForBids.reasons.join('; ')})`
+        : '';
+      return `status  ${e.status.state}/${e.status.phase} (v${e.status.version})${waiting}${errors ? ` — ${errors}` : ''}`;
     }
     case 'progress':
       return `progress ${e.stepId}${e.fraction !== undefined ? ` ${Math.round(e.fraction * 100)}%` : ''}${e.message ? ` ${e.message}` : ''}`;

@@ -98,6 +98,11 @@ export interface TaskRecord {
   deadlineAt?: number;
   /** Agents that could answer (online, with a hinted or matching skill) when the task arrived. */
   eligibleAgents: string[];
+  /**
+   * Set while the window has closed without a satisfiable plan and the task waits for more bids
+   * (task-machine.ts `recordPlan`): since when, from whom, and why no plan could be made yet.
+   */
+  bidWait?: BidWait;
   /** Merged plan, keyed by plan step id, in topological order in `stepOrder`. */
   steps: Record<string, StepRecord>;
   stepOrder: string[];
@@ -115,6 +120,16 @@ export interface TaskRecord {
   expiresAt?: number;
   /** Epoch ms when the task's retained topics (status, result, outputs) were cleared after retention. */
   retainedClearedAt?: number;
+}
+
+/** A task waiting for bids after its window closed without a satisfiable plan. */
+export interface BidWait {
+  /** Epoch ms when the window first closed without a plan. */
+  readonly since: number;
+  /** Agents that may still bid, sorted. */
+  readonly agents: readonly string[];
+  /** The planner's reasons at the last attempt. */
+  readonly reasons: readonly string[];
 }
 
 /** A stored proposal. */

@@ -27,7 +27,8 @@ import type { Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from '
 import type { InboundMessage } from './rule-event';
 import { CancelRequest, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
-  acceptOutput, allEligibleAnswered, cancelTask, checkRequest, clearRetained, createTask, dueEvents, eligibleAgentsFor, expireDeadline,
+  acceptOutput, allEligibleAnswered, awaitableBidders, cancelTask, checkRequest, clearRetained, closeWindowAt, createTask, dueEvents,
+  earliestWindowClose, eligibleAgentsFor, expireDeadline,
   expireLease, markPublished, reassignAgentSteps, recordPlan, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
   type Decision, type DispatchContext, type MachineContext,
 } from './task-machine';
@@ -38,6 +39,18 @@ import { asPorchlightError, describeError, refuse, rejected, topicOfKind, type H
 export interface OrchestratorConfig {
   /** How long a task collects proposals when its request does not say, ms. */
   defaultProposalWindowMs: number;
+  /**
+   * The least time a window stays open even once every eligible agent answered, ms (capped by the
+   * request's own window), so the first fast bidder does not win by default.
+   */
+  minProposalWindowMs: number;
+  /**
+   * How long a task whose window closed without a satisfiable plan keeps waiting for bids from
+   * agents that may still answer, ms (never past its deadline). 0 fails at once.
+   */
+  maxWaitForBidsMs: number;
+  /** While waiting for bids, how often the window closes again to re-plan and re-check whom to wait for, ms. */
+  bidRecheckMs: number;
   /** Assignment lease: the assignee must answer within it or the step is re-assigned, ms. */
   leaseMs: number;
   /** Assignments per step before the task fails. */
@@ -55,9 +68,16 @@ export interface OrchestratorConfig {
   dispatchRetryMs: number;
 }
 
-/** Defaults: 2 s window, 60 s lease, 3 attempts, 24 h retention, 15 min deadline, wait up to 60 s for an agent, re-trying every second. */
+/**
+ * Defaults: 2 s window open at least 200 ms, waiting up to 60 s for missing bids (re-planning every
+ * second), 60 s lease, 3 attempts, 24 h retention, 15 min deadline, wait up to 60 s for an agent,
+ * re-trying every second.
+ */
 export const DEFAULT_ORCHESTRATOR_CONFIG: OrchestratorConfig = Object.freeze({
   defaultProposalWindowMs: 2_000,
+  minProposalWindowMs: 200,
+  maxWaitForBidsMs: 60_000,
+  bidRecheckMs: 1_000,
   leaseMs: 60_000,
   maxAttempts: 3,
   retentionMs: 24 * 60 * 60 * 1000,
@@ -178,12 +198,21 @@ export class Orchestrator {
     const stored = await this.deps.tasks.putProposal(record);
     if (stored) this.log('info', 'proposal stored', { taskId, agentId, decline: isDecline(proposal) });
 
+    const answer = (detail: string): HandleOutcome =>
+      (stored ? { status: 'accepted', detail: `proposal stored; ${detail}` } : { status: 'duplicate', detail: `proposal already stored; ${detail}` });
+    if (task.bidWait !== undefined) {
+      // The window closed without a plan and the task waits for bids like this one: plan again now.
+      return answer(`re-planned while waiting for bids (${summary(await this.closeWindow(taskId))})`);
+    }
     // Checked on a redelivery too: the first delivery may have stored the proposal and then failed while planning.
     const answered = (await this.deps.tasks.listProposals(taskId)).map((p) => p.agentId);
     if (allEligibleAnswered(task, answered)) {
-      const closed = await this.closeWindow(taskId);
-      const detail = `every eligible agent answered, window closed early (${summary(closed)})`;
-      return stored ? { status: 'accepted', detail: `proposal stored; ${detail}` } : { status: 'duplicate', detail: `proposal already stored; ${detail}` };
+      const earliest = earliestWindowClose(task, this.deps.config);
+      if (this.now() < earliest) {
+        const moved = await this.mutate(taskId, (t) => closeWindowAt(t, earliest, this.machine(this.now())));
+        return answer(`every eligible agent answered; the window closes at its minimum open time (${summary(outcomeOrGone(taskId, moved))})`);
+      }
+      return answer(`every eligible agent answered, window closed early (${summary(await this.closeWindow(taskId))})`);
     }
     if (!stored) return { status: 'duplicate', detail: `proposal of ${agentId} for task ${taskId} already stored` };
     return { status: 'accepted', detail: `proposal stored (${isDecline(proposal) ? 'decline' : `${proposal.steps.length} step(s)`})` };
@@ -333,10 +362,15 @@ export class Orchestrator {
       if (agent) agents.set(bid.agentId, agent);
     }
     const outcome = this.plan({ request: task.request, bids, agents, now: this.now() }, taskId);
+    let awaitable: string[] = [];
+    if (!outcome.ok && this.deps.config.maxWaitForBidsMs > 0) {
+      const hinted = await this.candidatesFor(task.request.skills ?? []);
+      awaitable = awaitableBidders(task, [...hinted.values()].flat(), proposals.map((p) => p.agentId));
+    }
     const skills = outcome.ok ? outcome.steps.map((s) => s.skill) : [];
     const candidates = await this.candidatesFor(skills);
-    const decision = await this.mutate(taskId, (t) => recordPlan(t, outcome, this.dispatch(candidates)));
-    this.log('info', 'proposal window closed', { taskId, bids: bids.length, proposals: proposals.length, planned: outcome.ok });
+    const decision = await this.mutate(taskId, (t) => recordPlan(t, outcome, this.dispatch(candidates), awaitable));
+    this.log('info', 'proposal window closed', { taskId, bids: bids.length, proposals: proposals.length, planned: outcome.ok, awaitable });
     return outcomeOrGone(taskId, decision);
   }
 

@@ -322,6 +322,13 @@ export const TaskStatus = z.object({
   plan: z
     .object({ steps: z.array(StatusStep), estUsd: z.number().nonnegative(), estMs: z.number().nonnegative() })
     .optional(),
+  /**
+   * Set while the proposal window has closed without a satisfiable plan and the task waits for
+   * bids from agents that may still answer (within its deadline and the orchestrator's wait limit).
+   */
+  waitingForBids: z
+    .object({ agents: z.array(Id), since: Timestamp, reasons: z.array(z.string()) })
+    .optional(),
   errors: z.array(TaskErrorEntry),
   /** Monotonic; a watcher ignores a snapshot older than one it has. */
   version: z.number().int().nonnegative(),

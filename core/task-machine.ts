@@ -183,21 +183,77 @@ export function allEligibleAnswered(task: TaskRecord, answered: readonly string[
   return task.eligibleAgents.length > 0 && task.eligibleAgents.every((a) => set.has(a));
 }
 
+/**
+ * The earliest time the proposal window may close, even once every eligible agent answered: the
+ * task's creation plus `minProposalWindowMs`, capped by the window the request asked for. It keeps
+ * the first fast bidder from winning by default before others (agents whose skills the client did
+ * not hint, agents that just came online) had a chance to bid.
+ */
+export function earliestWindowClose(task: TaskRecord, config: OrchestratorConfig): number {
+  const requested = task.request.proposalWindowMs ?? config.defaultProposalWindowMs;
+  return task.createdAt + Math.min(config.minProposalWindowMs, requested);
+}
+
+/**
+ * The agents a task without a satisfiable plan may still hear from: every agent that was eligible
+ * when it arrived (the broker queued the request in its persistent session, so it answers once it
+ * is back), and every agent online now that advertises a hinted skill and holds the accreditations
+ * the task's data needs, less those that answered already. Sorted; empty without a skills hint.
+ */
+export function awaitableBidders(task: TaskRecord, candidates: readonly AgentRecord[], answered: readonly string[]): string[] {
+  const done = new Set(answered);
+  const online = eligibleAgentsFor(task.request, candidates);
+  return [...new Set([...task.eligibleAgents, ...online])].filter((a) => !done.has(a)).sort();
+}
+
+/**
+ * Moves the proposal window's close to `at` when that is sooner (every eligible agent answered
+ * before the window's minimum open time); saved without a status snapshot, as nothing a
+ * subscriber sees has changed.
+ */
+export function closeWindowAt(task: TaskRecord, at: number, ctx: MachineContext): Decision {
+  if (isTerminal(task.state)) return terminal(task);
+  if (task.phase !== 'collecting-proposals') return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is already planned` };
+  if (task.windowClosesAt <= at) return { kind: 'unchanged', outcome: 'duplicate', detail: `the window of task ${task.taskId} already closes at ${iso(task.windowClosesAt)}` };
+  const t = draft(task);
+  t.windowClosesAt = at;
+  return commit(t, task, ctx, `every eligible agent answered; window closes at its minimum open time ${iso(at)}`, { snapshot: false });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Planning and dispatch
 
 /**
- * Closes the proposal window with the planner's outcome: a failed plan fails the task with the
- * planner's reasons; a plan becomes the task's steps and the ready ones are assigned.
+ * Closes the proposal window with the planner's outcome. A plan becomes the task's steps and the
+ * ready ones are assigned. Without a plan, the task keeps collecting while anyone may still bid
+ * (`awaitable`, see {@link awaitableBidders}), it has waited less than `maxWaitForBidsMs` since
+ * the window first closed, and its deadline is ahead: the window re-opens for `bidRecheckMs` and
+ * the status says whom it waits for. Otherwise the task fails with the planner's reasons (and
+ * whom it waited for, if it did).
  */
-export function recordPlan(task: TaskRecord, outcome: PlanOutcome, ctx: DispatchContext): Decision {
+export function recordPlan(task: TaskRecord, outcome: PlanOutcome, ctx: DispatchContext, awaitable: readonly string[] = []): Decision {
   if (isTerminal(task.state)) return terminal(task);
   if (task.phase !== 'collecting-proposals') return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is already planned` };
   const t = draft(task);
   if (!outcome.ok) {
-    finishFailed(t, 'unsatisfiable', `no plan satisfies the request: ${outcome.reasons.join('; ')}`, ctx);
+    const since = task.bidWait?.since ?? ctx.now;
+    const waitEndsAt = Math.min(since + ctx.config.maxWaitForBidsMs, task.deadlineAt ?? Infinity);
+    if (awaitable.length > 0 && ctx.now < waitEndsAt) {
+      const agents = [...awaitable];
+      const reasons = outcome.reasons.slice(0, 8).map((r) => truncate(r, 500));
+      const unchangedWait = task.bidWait !== undefined && sameList(task.bidWait.agents, agents) && sameList(task.bidWait.reasons, reasons);
+      t.bidWait = { since, agents, reasons };
+      t.windowClosesAt = Math.min(ctx.now + ctx.config.bidRecheckMs, waitEndsAt);
+      return commit(t, task, ctx, `no plan yet; waiting for bids from ${agents.join(', ')}`, { snapshot: !unchangedWait });
+    }
+    const waited = task.bidWait !== undefined
+      ? `; waited ${ctx.now - task.bidWait.since} ms for bids from ${task.bidWait.agents.join(', ')}${awaitable.length > 0 ? ' (wait limit reached)' : ''}`
+      : '';
+    delete t.bidWait;
+    finishFailed(t, 'unsatisfiable', `no plan satisfies the request: ${outcome.reasons.join('; ')}${waited}`, ctx);
     return commit(t, task, ctx, 'no plan: task failed');
   }
+  delete t.bidWait;
   t.steps = {};
   t.stepOrder = [];
   for (const planned of outcome.steps) {
@@ -445,6 +501,9 @@ export function statusSnapshot(task: TaskRecord): TaskStatus {
     state: task.state,
     phase: task.phase,
     ...(steps.length > 0 ? { plan: { steps, estUsd: task.estUsd ?? 0, estMs: task.estMs ?? 0 } } : {}),
+    ...(task.bidWait !== undefined && task.phase === 'collecting-proposals' && !isTerminal(task.state)
+      ? { waitingForBids: { agents: [...task.bidWait.agents], since: iso(task.bidWait.since), reasons: [...task.bidWait.reasons] } }
+      : {}),
     errors: task.errors.map((e) => ({ ...e })),
     version: task.version,
     updatedAt: iso(task.updatedAt),
@@ -482,10 +541,11 @@ export function resultOf(task: TaskRecord): TaskResult {
 export function timersBetween(before: TaskRecord | undefined, after: TaskRecord, config: OrchestratorConfig): ScheduledTimer[] {
   const out: ScheduledTimer[] = [];
   const taskId = after.taskId;
-  if (!before) {
+  const collecting = after.phase === 'collecting-proposals' && !isTerminal(after.state);
+  if (collecting && (before === undefined || before.windowClosesAt !== after.windowClosesAt)) {
     out.push({ event: { kind: 'proposal-window', taskId }, dueAt: after.windowClosesAt });
-    if (after.deadlineAt !== undefined) out.push({ event: { kind: 'deadline', taskId }, dueAt: after.deadlineAt });
   }
+  if (!before && after.deadlineAt !== undefined) out.push({ event: { kind: 'deadline', taskId }, dueAt: after.deadlineAt });
   for (const id of after.stepOrder) {
     const s = after.steps[id];
     if (!s || s.state !== 'assigned' || s.leaseExpiresAt === undefined) continue;
@@ -761,6 +821,10 @@ function addUsage(a: Usage | undefined, b: Usage | undefined): Usage | undefined
 
 function round(usd: number): number {
   return Math.round(usd * 1e9) / 1e9;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function iso(ms: number): string {

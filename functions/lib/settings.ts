@@ -2,7 +2,7 @@
  * The settings every Porchlight function reads from its environment (shared names: TABLE_NAME,
  * TIMER_QUEUE_URL, IOT_DATA_ENDPOINT, DYNAMODB_ENDPOINT, SQS_ENDPOINT, ACCREDITATION_FILE, and the
  * orchestrator's LEASE_MS, MAX_ATTEMPTS, PROPOSAL_WINDOW_MS, RETENTION_MS, DEFAULT_DEADLINE_MS,
- * MAX_WAIT_FOR_AGENT_MS, DISPATCH_RETRY_MS).
+ * MIN_PROPOSAL_WINDOW_MS, MAX_WAIT_FOR_BIDS_MS, BID_RECHECK_MS, MAX_WAIT_FOR_AGENT_MS, DISPATCH_RETRY_MS).
  */
 import { DEFAULT_ORCHESTRATOR_CONFIG, type OrchestratorConfig } from '../../core/orchestrator';
 import { Env, type EnvSource } from './env';
@@ -48,6 +48,9 @@ export function loadSettings(functionName: FunctionName, source: EnvSource = pro
       leaseMs: env.int('LEASE_MS', d.leaseMs, { min: 100, max: DAY_MS }),
       maxAttempts: env.int('MAX_ATTEMPTS', d.maxAttempts, { min: 1, max: 100 }),
       defaultProposalWindowMs: env.int('PROPOSAL_WINDOW_MS', d.defaultProposalWindowMs, { min: 50, max: 60_000 }),
+      minProposalWindowMs: env.int('MIN_PROPOSAL_WINDOW_MS', d.minProposalWindowMs, { min: 0, max: 60_000 }),
+      maxWaitForBidsMs: env.int('MAX_WAIT_FOR_BIDS_MS', d.maxWaitForBidsMs, { min: 0, max: DAY_MS }),
+      bidRecheckMs: env.int('BID_RECHECK_MS', d.bidRecheckMs, { min: 50, max: 15 * 60 * 1000 }),
       retentionMs: env.int('RETENTION_MS', d.retentionMs, { min: 1_000, max: 365 * DAY_MS }),
       defaultDeadlineMs: env.int('DEFAULT_DEADLINE_MS', d.defaultDeadlineMs, { min: 100, max: 30 * DAY_MS }),
       maxWaitForAgentMs: env.int('MAX_WAIT_FOR_AGENT_MS', d.maxWaitForAgentMs, { min: 0, max: DAY_MS }),

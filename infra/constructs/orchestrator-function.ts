@@ -24,6 +24,12 @@ export interface OrchestratorSettings {
   readonly maxAttempts?: number;
   /** @default 2000 (PROPOSAL_WINDOW_MS) */
   readonly proposalWindowMs?: number;
+  /** The least time a window stays open, even once every eligible agent answered. @default 200 (MIN_PROPOSAL_WINDOW_MS) */
+  readonly minProposalWindowMs?: number;
+  /** How long a task without a satisfiable plan waits for bids from agents that may still answer; 0 fails at once. @default 60000 (MAX_WAIT_FOR_BIDS_MS) */
+  readonly maxWaitForBidsMs?: number;
+  /** How often a task waiting for bids re-plans. @default 1000 (BID_RECHECK_MS) */
+  readonly bidRecheckMs?: number;
   /** @default 86400000, 24 h (RETENTION_MS) */
   readonly retentionMs?: number;
   /** @default 900000, 15 min (DEFAULT_DEADLINE_MS) */
@@ -140,6 +146,9 @@ export class OrchestratorFunction extends Construct {
         LEASE_MS: positiveInt('leaseMs', s.leaseMs ?? DEFAULTS.leaseMs),
         MAX_ATTEMPTS: positiveInt('maxAttempts', s.maxAttempts ?? DEFAULTS.maxAttempts),
         PROPOSAL_WINDOW_MS: positiveInt('proposalWindowMs', s.proposalWindowMs ?? DEFAULTS.defaultProposalWindowMs),
+        MIN_PROPOSAL_WINDOW_MS: nonNegativeInt('minProposalWindowMs', s.minProposalWindowMs ?? DEFAULTS.minProposalWindowMs),
+        MAX_WAIT_FOR_BIDS_MS: nonNegativeInt('maxWaitForBidsMs', s.maxWaitForBidsMs ?? DEFAULTS.maxWaitForBidsMs),
+        BID_RECHECK_MS: positiveInt('bidRecheckMs', s.bidRecheckMs ?? DEFAULTS.bidRecheckMs),
         RETENTION_MS: positiveInt('retentionMs', s.retentionMs ?? DEFAULTS.retentionMs),
         DEFAULT_DEADLINE_MS: positiveInt('defaultDeadlineMs', s.defaultDeadlineMs ?? DEFAULTS.defaultDeadlineMs),
         MAX_WAIT_FOR_AGENT_MS: nonNegativeInt('maxWaitForAgentMs', s.maxWaitForAgentMs ?? DEFAULTS.maxWaitForAgentMs),

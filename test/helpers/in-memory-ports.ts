@@ -263,7 +263,9 @@ export const sha256Hex = (s: string): string => createHash('sha256').update(s, '
 
 /**
  * An Orchestrator and a RegistryService wired to fresh in-memory ports, with a manual clock and
- * timer, recording every log line. What core unit tests drive.
+ * timer, recording every log line. What core unit tests drive. The clock stands still unless a
+ * test moves it, so the window's minimum open time is 0 here unless a test sets it (the tests of
+ * that minimum do).
  */
 export function orchestratorHarness(config: Partial<OrchestratorConfig> = {}) {
   const clock = new ManualClock();
@@ -273,7 +275,7 @@ export function orchestratorHarness(config: Partial<OrchestratorConfig> = {}) {
   const registry = new InMemoryRegistry();
   const ids = new SequentialIds();
   const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
-  const cfg: OrchestratorConfig = { ...DEFAULT_ORCHESTRATOR_CONFIG, ...config };
+  const cfg: OrchestratorConfig = { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0, ...config };
   const orchestrator = new Orchestrator({
     tasks, registry, publisher, timer, clock, ids, config: cfg, sha256: sha256Hex,
     log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),

@@ -57,7 +57,7 @@ describe('outbox with a message over the broker payload limit', () => {
       const clock = new ManualClock();
       const logs: { level: string; msg: string }[] = [];
       const orchestrator = new Orchestrator({
-        tasks, registry, publisher, timer: new ManualTimer(), clock, ids: new SequentialIds(), config: DEFAULT_ORCHESTRATOR_CONFIG,
+        tasks, registry, publisher, timer: new ManualTimer(), clock, ids: new SequentialIds(), config: { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0 },
         log: (level, msg) => logs.push({ level, msg }),
       });
       const resume: Resume = { v: 1, skills: ['gen'], cost: { usd: 0.01, p95_ms: 10 }, region: 'eu-central-1', accredit: [] };

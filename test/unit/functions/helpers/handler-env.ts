@@ -23,6 +23,8 @@ export const TEST_ENV: Readonly<Record<string, string>> = {
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_METRICS_DISABLED: 'true',
   POWERTOOLS_METRICS_NAMESPACE: 'Porchlight',
+  // The handler tests' clock stands still: a window whose every eligible agent answered closes at once.
+  MIN_PROPOSAL_WINDOW_MS: '0',
 };
 
 /** Sets TEST_ENV (plus `extra`) in process.env; call before importing a handler module. */

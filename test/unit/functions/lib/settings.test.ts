@@ -15,7 +15,23 @@ describe('loadSettings', () => {
         dynamodbEndpoint: 'http://127.0.0.1:8000',
         accreditationFile: '/tmp/a.json',
         region: 'eu-central-1',
-        orchestrator: { ...DEFAULT_ORCHESTRATOR_CONFIG, leaseMs: 5000 },
+        orchestrator: { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0, leaseMs: 5000 },
+      });
+    });
+  });
+
+  describe('the proposal window and waiting for bids', () => {
+    it('reads MIN_PROPOSAL_WINDOW_MS, MAX_WAIT_FOR_BIDS_MS and BID_RECHECK_MS', () => {
+      const settings = loadSettings('planner', { ...TEST_ENV, MIN_PROPOSAL_WINDOW_MS: '300', MAX_WAIT_FOR_BIDS_MS: '0', BID_RECHECK_MS: '500' });
+      expect(settings.orchestrator).toMatchObject({ minProposalWindowMs: 300, maxWaitForBidsMs: 0, bidRecheckMs: 500 });
+    });
+
+    it('defaults to the orchestrator defaults', () => {
+      const { MIN_PROPOSAL_WINDOW_MS: _unset, ...env } = TEST_ENV;
+      expect(loadSettings('planner', env).orchestrator).toMatchObject({
+        minProposalWindowMs: DEFAULT_ORCHESTRATOR_CONFIG.minProposalWindowMs,
+        maxWaitForBidsMs: DEFAULT_ORCHESTRATOR_CONFIG.maxWaitForBidsMs,
+        bidRecheckMs: DEFAULT_ORCHESTRATOR_CONFIG.bidRecheckMs,
       });
     });
   });
@@ -46,6 +62,9 @@ describe('loadSettings', () => {
       ['DEFAULT_DEADLINE_MS', { DEFAULT_DEADLINE_MS: '1e9' }],
       ['MAX_WAIT_FOR_AGENT_MS', { MAX_WAIT_FOR_AGENT_MS: '-5' }],
       ['DISPATCH_RETRY_MS', { DISPATCH_RETRY_MS: '0' }],
+      ['MIN_PROPOSAL_WINDOW_MS', { MIN_PROPOSAL_WINDOW_MS: '-1' }],
+      ['MAX_WAIT_FOR_BIDS_MS', { MAX_WAIT_FOR_BIDS_MS: 'soon' }],
+      ['BID_RECHECK_MS', { BID_RECHECK_MS: '10' }],
     ])('throws ConfigError naming %s', (name, override) => {
       const run = () => loadSettings('planner', { ...TEST_ENV, ...override });
       expect(run).toThrow(ConfigError);

@@ -84,6 +84,39 @@ describe('task flow (local stack, agents as processes)', () => {
     });
   });
 
+  describe('a bid that arrives after the proposal window closed', () => {
+    it('keeps the task waiting for the eligible bidder, says so in its status, and completes once it bids', async () => {
+      const agentId = 'late-bidder';
+      const late = await connectMqtt(t, agentId, { kind: 'agent' });
+      await late.publishAsync(topics.agentResume(agentId), JSON.stringify({ skills: ['slow-thinker'], cost: { usd: 0.01, p95_ms: 100 }, region: 'eu-central-1' }), { qos: 1, retain: true });
+      await late.publishAsync(topics.agentStatus(agentId), JSON.stringify({ state: 'online' }), { qos: 1, retain: true });
+      await eventually(async () => ((await registry.registry.get(agentId))?.state === 'online' ? true : undefined));
+      await late.subscribeAsync(filters.assignmentsFor(agentId), { qos: 1 });
+
+      const task = await client.submit({ goal: 'think slowly', input: { question: 'why?' }, want: ['answer'], skills: ['slow-thinker'], proposalWindowMs: 300 });
+      const statuses: TaskStatus[] = [];
+      const watching = client.watch(task.taskId, (e) => {
+        if (e.type === 'status') statuses.push(e.status);
+      }, { taskRoot: task.taskRoot, timeoutMs: 60_000 });
+
+      // The window (300 ms) closes without a bid; the task waits for the agent that was eligible.
+      const waiting = await eventually(async () => statuses.find((s) => s.waitingForBids !== undefined), 20_000);
+      expect(waiting).toMatchObject({ state: 'submitted', phase: 'collecting-proposals', waitingForBids: { agents: [agentId] } });
+      expect(waiting.waitingForBids?.reasons.join(' ')).toMatch(/'answer' has no producer/);
+
+      const assignment = nextMessage(late, (topic) => topic === topics.taskAssign(task.taskId, agentId), 20_000);
+      await late.publishAsync(topics.taskProposal(task.taskId, agentId), JSON.stringify({
+        steps: [{ id: 'think', skill: 'slow-thinker', consumes: ['question'], produces: ['answer'], estUsd: 0.01, estMs: 100 }],
+      }), { qos: 1 });
+      const a = JSON.parse((await assignment).payload.toString()) as { stepId: string; epoch: number; token: string };
+      await late.publishAsync(topics.taskOutput(task.taskId, a.stepId), JSON.stringify({
+        taskId: task.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { answer: 42 },
+      }), { qos: 1, retain: true });
+      const result = await watching;
+      expect(result).toMatchObject({ state: 'completed', outputs: { answer: 42 } });
+    });
+  });
+
   describe('the registry', () => {
     const SEED_RESUME =
       '{"skills":["sql-optimiser","nl2chart"],"cost":{"usd":0.02,"p95_ms":350},"region":"eu-central-1","accredit":["ISO27001","gdpr"]}';

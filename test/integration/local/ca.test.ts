@@ -97,6 +97,18 @@ describe('local CA', () => {
       await expect(stat(join(dir, 'ca'))).rejects.toMatchObject({ code: 'ENOENT' });
     });
 
+    it.each([['ws-observer'], ['WS-agent'], ['ws-']])('refuses %j, a name in the WebSocket listener\'s identity space, for every kind', async (id) => {
+      for (const kind of ['agent', 'client', 'orchestrator', 'observer'] as const) {
+        await expect(issueCertificate(dir, id, { kind })).rejects.toThrow(/reserved for the WebSocket listener/);
+      }
+      await expect(stat(join(dir, 'ca'))).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+
+    it('refuses a registry that lists a name in the WebSocket listener\'s identity space', async () => {
+      await writeFile(join(dir, 'identities.json'), JSON.stringify({ 'ws-observer': { kind: 'agent', accreditations: [] } }));
+      await expect(readIdentities(dir)).rejects.toThrow(/reserved for the WebSocket listener/);
+    });
+
     it('refuses an accreditation label that could not be a thing-group name', async () => {
       await expect(issueCertificate(dir, 'agent-8', { kind: 'agent', accreditations: ['gdpr/x'] })).rejects.toBeInstanceOf(InvalidIdError);
     });

@@ -1,6 +1,7 @@
 import { pbkdf2Sync } from 'node:crypto';
 import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
-import { aclIdentities, mosquittoPaths, passwordFileLine, renderMosquittoConfig, type MosquittoConfigInput } from '../../../local/mosquitto';
+import { WEBSOCKET_IDENTITY_PREFIX } from '../../../local/ca';
+import { aclIdentities, mosquittoPaths, OBSERVER_USERNAME, passwordFileLine, renderMosquittoConfig, type MosquittoConfigInput } from '../../../local/mosquitto';
 
 const input = (overrides: Partial<MosquittoConfigInput> = {}): MosquittoConfigInput => ({
   port: 18883,
@@ -26,18 +27,23 @@ describe('mosquitto config rendering', () => {
     it('renders a mutual-TLS listener on loopback where the certificate CN is username and client id', () => {
       const block = listenerBlock(renderMosquittoConfig(input()), 18883);
       expect(block).toEqual(expect.arrayContaining([
-        'listener 18883 127.0.0.1', 'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true',
+        'listener 18883 127.0.0.1', 'socket_domain ipv4', 'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true',
         'allow_anonymous false', 'cafile /state/pki/ca/ca.crt', 'acl_file /state/mosquitto/acl.conf',
       ]));
       expect(block).not.toContain('password_file /state/mosquitto/passwords');
     });
 
-    it('renders a password-protected WebSocket listener with the observer ACL', () => {
+    it('renders a password-protected WebSocket listener with the observer ACL, on IPv4 loopback only', () => {
       const block = listenerBlock(renderMosquittoConfig(input()), 18080);
       expect(block).toEqual(expect.arrayContaining([
-        'listener 18080 127.0.0.1', 'protocol websockets', 'allow_anonymous false',
+        'listener 18080 127.0.0.1', 'socket_domain ipv4', 'protocol websockets', 'allow_anonymous false',
         'password_file /state/mosquitto/passwords', 'acl_file /state/mosquitto/observer.acl',
       ]));
+    });
+
+    it('forces WebSocket client ids to the username, so an observer cannot use another identity\'s client id', () => {
+      expect(listenerBlock(renderMosquittoConfig(input()), 18080)).toContain('use_username_as_clientid true');
+      expect(OBSERVER_USERNAME.startsWith(WEBSOCKET_IDENTITY_PREFIX)).toBe(true);
     });
 
     it('keeps authentication per listener, persistence on, and the IoT Core payload cap', () => {
@@ -66,17 +72,21 @@ describe('mosquitto config rendering', () => {
   describe('passwordFileLine', () => {
     it('writes the $7$ PBKDF2-SHA512 format mosquitto_passwd writes', () => {
       const salt = Buffer.from('0123456789ab');
-      const line = passwordFileLine('observer', 's3cret', salt);
+      const line = passwordFileLine('ws-observer', 's3cret', salt);
       const [user, hash] = line.split(':');
       const [, seven, iterations, saltB64, digest] = (hash ?? '').split('$');
-      expect(user).toBe('observer');
+      expect(user).toBe('ws-observer');
       expect(seven).toBe('7');
       expect(Buffer.from(saltB64 ?? '', 'base64')).toEqual(salt);
       expect(digest).toBe(pbkdf2Sync('s3cret', salt, Number(iterations), 64, 'sha512').toString('base64'));
     });
 
     it('refuses a username that would break the file format', () => {
-      expect(() => passwordFileLine('a:b', 'x')).toThrow(/username/);
+      expect(() => passwordFileLine('ws-a:b', 'x')).toThrow(/letters, digits/);
+    });
+
+    it('refuses a username outside the WebSocket identity space, which a certificate could share', () => {
+      expect(() => passwordFileLine('porchlight-orchestrator', 'x')).toThrow(/must start with "ws-"/);
     });
   });
 

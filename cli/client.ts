@@ -2,8 +2,10 @@
  * PorchlightClient: what a client application does over MQTT — submit a task, watch its status,
  * collect its result, cancel it. Authenticated with the client's own X.509 certificate.
  *
- * It watches a task through the exact `tasks/{id}/status` and `tasks/{id}/result` topics, never a
- * wildcard, because AWS IoT Core only delivers retained messages to exact-topic subscriptions.
+ * Its tasks live on its own tree, `clients/{clientId}/{root}/{taskId}/…`: it submits and cancels
+ * there, and reads the status, result, outputs and progress the orchestrator republishes there.
+ * It watches a task through the exact status and result topics, never a wildcard, because AWS IoT
+ * Core only delivers retained messages to exact-topic subscriptions.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { topics } from '../core/topics';
 import { sha256 } from '../functions/adapters/system';
 import { taskRootFor } from '../core/data-classes';
 import {
-  decodePayload, parseMessage, Progress, StepOutput, TaskRequest, TaskResult, TaskStatus,
+  AcceptedOutput, decodePayload, parseMessage, Progress, TaskRequest, TaskResult, TaskStatus,
   type TaskRequest as TaskRequestT, type TaskResult as TaskResultT, type TaskStatus as TaskStatusT,
 } from '../core/schemas';
 import { isTerminal } from '../core/model';
@@ -56,7 +58,8 @@ const FINAL_STATUS_GRACE_MS = 1000;
 
 /** An MQTT 5 client for submitting and watching tasks. */
 export class PorchlightClient {
-  private constructor(private readonly mqtt: MqttClient) {}
+  /** `clientId` is the identity the broker knows this client by: its tasks live under `clients/{clientId}/`. */
+  private constructor(private readonly mqtt: MqttClient, readonly clientId: string) {}
 
   /** Connects with mutual TLS; rejects with the broker's reason if the connection is refused. */
   static async connect(conn: ClientConnection, timeoutMs = 10_000): Promise<PorchlightClient> {
@@ -91,7 +94,7 @@ export class PorchlightClient {
     });
     // After connecting, an error is reported per operation; keep the process alive and quiet.
     client.on('error', () => undefined);
-    return new PorchlightClient(client);
+    return new PorchlightClient(client, conn.clientId);
   }
 
   /**
@@ -106,13 +109,13 @@ export class PorchlightClient {
       'task request',
     );
     const taskRoot = taskRootFor(parsed.constraints.dataClasses);
-    await this.publish(topics.taskRequest(taskId, taskRoot), JSON.stringify(parsed));
+    await this.publish(topics.clientRequest(this.clientId, taskId, taskRoot), JSON.stringify(parsed));
     return { taskId, taskRoot, cancelSecret };
   }
 
   /** Asks the orchestrator to cancel a task; only the submitter's secret works. */
   async cancel(task: SubmittedTask, reason?: string): Promise<void> {
-    await this.publish(topics.taskCancel(task.taskId, task.taskRoot), JSON.stringify({ v: 1, secret: task.cancelSecret, reason }));
+    await this.publish(topics.clientCancel(this.clientId, task.taskId, task.taskRoot), JSON.stringify({ v: 1, secret: task.cancelSecret, reason }));
   }
 
   /**
@@ -123,10 +126,11 @@ export class PorchlightClient {
   async watch(taskId: string, onEvent: (e: TaskEvent) => void, opts: { taskRoot?: string; timeoutMs?: number } = {}): Promise<TaskResultT> {
     const taskRoot = opts.taskRoot ?? 'tasks';
     const timeoutMs = opts.timeoutMs ?? 120_000;
-    const statusTopic = topics.taskStatus(taskId, taskRoot);
-    const resultTopic = topics.taskResult(taskId, taskRoot);
-    const progressFilter = `${taskRoot}/${taskId}/progress/+`;
-    const outputFilter = `${taskRoot}/${taskId}/output/+`;
+    const statusTopic = topics.clientStatus(this.clientId, taskId, taskRoot);
+    const resultTopic = topics.clientResult(this.clientId, taskId, taskRoot);
+    const stepTopic = (kind: 'progress' | 'output'): string => `${statusTopic.slice(0, -'status'.length)}${kind}/`;
+    const progressFilter = `${stepTopic('progress')}+`;
+    const outputFilter = `${stepTopic('output')}+`;
     let lastStatus: TaskStatusT | undefined;
     let finalResult: TaskResultT | undefined;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -162,11 +166,11 @@ export class PorchlightClient {
             finalResult = result;
             if (lastStatus && isTerminal(lastStatus.state)) finish(undefined, result);
             else graceTimer ??= setTimeout(() => finish(undefined, result), FINAL_STATUS_GRACE_MS);
-          } else if (topic.startsWith(`${taskRoot}/${taskId}/progress/`)) {
+          } else if (topic.startsWith(stepTopic('progress'))) {
             const p = decodePayload(Progress, payload, 'progress');
             onEvent({ type: 'progress', stepId: p.stepId, fraction: p.fraction, message: p.message });
-          } else if (topic.startsWith(`${taskRoot}/${taskId}/output/`)) {
-            const o = decodePayload(StepOutput, payload, 'step output');
+          } else if (topic.startsWith(stepTopic('output'))) {
+            const o = decodePayload(AcceptedOutput, payload, 'step output');
             const detail = o.ok ? `produced ${Object.keys(o.output).join(', ')}` : `${o.error.code}: ${o.error.message}`;
             onEvent({ type: 'output', stepId: o.stepId, ok: o.ok, detail });
           }

@@ -7,6 +7,7 @@ import { PorchlightError, TopicParseError, type ErrorCode } from './errors';
 import type { Clock, Publisher } from './ports';
 import type { InboundMessage } from './rule-event';
 import { rejectNotice } from './task-machine';
+import { topics } from './topics';
 import { isValidId, parseTopic, type ParsedTopic } from './topics';
 
 /** Log severity. */
@@ -78,5 +79,24 @@ export async function refuse(
 ): Promise<HandleOutcome> {
   deps.log?.('info', 'message refused', { topic: msg.topic, clientId: msg.clientId, code: error.code, reason: error.message });
   if (notify !== undefined) await notifyAgent(deps, notify, error, about ?? { topic: msg.topic });
+  return rejected(error);
+}
+
+/**
+ * Refuses a client's message: logs it and tells the client on `clients/{clientId}/errors` (a
+ * task's own status is never overwritten to say that a message about it was refused).
+ */
+export async function refuseClient(
+  deps: RefusalDeps, msg: InboundMessage, error: PorchlightError, clientId: string, about: { topic: string; taskId?: string },
+): Promise<HandleOutcome> {
+  deps.log?.('info', 'client message refused', { topic: msg.topic, clientId, code: error.code, reason: error.message });
+  if (isValidId(clientId)) {
+    const notice = rejectNotice(clientId, error, about, deps.clock.now());
+    try {
+      await deps.publisher.publish({ ...notice, topic: topics.clientErrors(clientId) });
+    } catch (err) {
+      deps.log?.('warn', 'client reject notice not published', { clientId, error: describeError(err) });
+    }
+  }
   return rejected(error);
 }

@@ -85,6 +85,8 @@ export interface TaskRecord {
   readonly taskId: string;
   /** Topic root: `tasks` or a data-class root such as `patient-data`. */
   readonly taskRoot: string;
+  /** The client that submitted the task: its tree (`clients/{owner}/…`) gets status, outputs and result. */
+  readonly owner: string;
   readonly request: TaskRequest;
   state: TaskState;
   phase: TaskPhase;

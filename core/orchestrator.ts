@@ -14,8 +14,8 @@
  * failures (storage, broker) are thrown, so the caller's retry policy applies to them.
  */
 import {
-  ConfigError, DuplicateTaskError, InvalidStateError, NotAuthorizedError, PorchlightError, TopicParseError, UnknownTaskError, UnsatisfiableError,
-  VersionConflictError,
+  ConfigError, DuplicateTaskError, FencingError, InvalidStateError, NotAuthorizedError, PorchlightError, TopicParseError, UnknownTaskError,
+  UnsatisfiableError, ValidationError, VersionConflictError,
 } from './errors';
 import { validateProposal } from './dag';
 import { rankAgents } from './matching';
@@ -25,15 +25,17 @@ import { planTask } from './planner';
 import type { PlanOutcome } from './plan-types';
 import type { Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from './ports';
 import type { InboundMessage } from './rule-event';
-import { CancelRequest, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
+import { CancelRequest, Progress, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
   acceptOutput, allEligibleAnswered, awaitableBidders, cancelTask, checkRequest, clearRetained, closeWindowAt, createTask, dueEvents,
   earliestWindowClose, eligibleAgentsFor, expireDeadline,
   expireLease, markPublished, reassignAgentSteps, recordPlan, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
   type Decision, type DispatchContext, type MachineContext,
 } from './task-machine';
-import { isValidId, type ParsedTopic } from './topics';
-import { asPorchlightError, describeError, refuse, rejected, topicOfKind, type HandleOutcome, type LogFn, type LogLevel } from './inbound';
+import { isValidId, topics, type ParsedTopic } from './topics';
+import {
+  asPorchlightError, describeError, refuse, refuseClient, rejected, topicOfKind, type HandleOutcome, type LogFn, type LogLevel,
+} from './inbound';
 
 /** The orchestrator's settings (functions read them from LEASE_MS, MAX_ATTEMPTS, … with these defaults). */
 export interface OrchestratorConfig {
@@ -120,11 +122,20 @@ export class Orchestrator {
     this.deps = deps;
   }
 
-  /** `{root}/{taskId}/request` (intake): validates and stores a new task, opens its proposal window. */
+  /**
+   * `clients/{clientId}/{root}/{taskId}/request` (intake): validates and stores a new task owned by
+   * the client the broker let publish there, publishes the call for bids on the agent tree of the
+   * root its data classes choose, and opens its proposal window. A bad request gets a `rejected`
+   * status and result on the client's tree; nothing reaches an agent.
+   */
   async onRequest(msg: InboundMessage): Promise<HandleOutcome> {
-    const parsed = this.parse(msg, 'task-request');
+    const parsed = this.parse(msg, 'client-request');
     if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    const { taskId, taskRoot } = parsed;
+    const { taskId, taskRoot, clientId } = parsed;
+    if (msg.clientId !== undefined && msg.clientId !== clientId) {
+      const error = new NotAuthorizedError(`request published on ${msg.topic} by client ${msg.clientId}; a client may only submit under its own id`);
+      return this.refuseClient(msg, error, msg.clientId, { topic: msg.topic, taskId });
+    }
     const now = this.now();
 
     let read: { ok: true; request: TaskRequest } | { ok: false; error: PorchlightError };
@@ -138,26 +149,26 @@ export class Orchestrator {
 
     // Checked before any rejection is published: a bad request must not overwrite a live task's status.
     const existing = await this.deps.tasks.get(taskId);
-    if (existing) return this.duplicateRequest(existing, read.ok ? read.request : undefined, msg);
+    if (existing) return this.duplicateRequest(existing, read.ok ? read.request : undefined, msg, clientId);
 
     if (!read.ok) {
-      await this.publishAll(rejectionMessages(taskId, taskRoot, read.error, now));
+      await this.publishAll(rejectionMessages(taskId, taskRoot, clientId, read.error, now));
       this.log('info', 'task request rejected', { taskId, code: read.error.code, reason: read.error.message });
       return rejected(read.error);
     }
     const { request } = read;
 
     const eligible = eligibleAgentsFor(request, await this.candidatesFor(request.skills ?? []).then((m) => [...m.values()].flat()));
-    const task = createTask({ taskId, taskRoot, request, eligibleAgents: eligible }, this.machine(now));
+    const task = createTask({ taskId, taskRoot, owner: clientId, request, eligibleAgents: eligible }, this.machine(now));
     try {
       await this.deps.tasks.create(task);
     } catch (err) {
       if (!(err instanceof DuplicateTaskError)) throw err;
       const winner = await this.deps.tasks.get(taskId);
-      if (winner) return this.duplicateRequest(winner, request, msg);
+      if (winner) return this.duplicateRequest(winner, request, msg, clientId);
       throw err;
     }
-    this.log('info', 'task submitted', { taskId, taskRoot, eligibleAgents: eligible });
+    this.log('info', 'task submitted', { taskId, taskRoot, owner: clientId, eligibleAgents: eligible });
     await this.afterSave(undefined, task);
     return { status: 'accepted', detail: `task ${taskId} submitted; ${eligible.length} eligible agent(s)` };
   }
@@ -218,61 +229,108 @@ export class Orchestrator {
     return { status: 'accepted', detail: `proposal stored (${isDecline(proposal) ? 'decline' : `${proposal.steps.length} step(s)`})` };
   }
 
-  /** `{root}/{taskId}/output/{stepId}` (progress): applies a fenced step output. */
+  /**
+   * `{root}/{taskId}/output/{stepId}/{agentId}` (progress): applies a fenced step output handed in
+   * by the agent the topic names (the broker lets an agent publish only under its own id), and
+   * republishes an accepted one to the owner's tree.
+   */
   async onOutput(msg: InboundMessage): Promise<HandleOutcome> {
     const parsed = this.parse(msg, 'task-output');
     if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    if (msg.payload.byteLength === 0) return { status: 'ignored', detail: `retained output ${msg.topic} cleared` };
-    const { taskId, stepId } = parsed;
+    if (msg.payload.byteLength === 0) return { status: 'ignored', detail: `empty output on ${msg.topic} ignored` };
+    const { taskId, stepId, agentId } = parsed;
     const about = { topic: msg.topic, taskId, stepId };
+    const spoofed = senderMismatch(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
     const task = await this.deps.tasks.get(taskId);
-    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
-    const assignee = task.steps[stepId]?.agentId;
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
     const wrongRoot = rootMismatch(task, parsed);
-    if (wrongRoot) return this.refuse(msg, wrongRoot, msg.clientId ?? assignee, about);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
 
     let output: StepOutput;
     try {
       output = decodePayload(StepOutput, msg.payload, 'step output');
     } catch (err) {
-      return this.refuse(msg, asPorchlightError(err), msg.clientId ?? assignee, about);
+      return this.refuse(msg, asPorchlightError(err), agentId, about);
     }
 
-    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, ctx, msg.clientId));
-    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
-    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, msg.clientId ?? decision.notify, about);
+    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, ctx, agentId));
+    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
+    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, agentId, about);
     return outcomeOf(decision);
   }
 
-  /** `{root}/{taskId}/cancel` (progress): cancels the task when the secret matches the request's cancelHash. */
-  async onCancel(msg: InboundMessage): Promise<HandleOutcome> {
-    const parsed = this.parse(msg, 'task-cancel');
+  /**
+   * `{root}/{taskId}/progress/{stepId}/{agentId}` (progress): republishes a step's progress to the
+   * owner's tree when it comes from the step's live assignee for its live epoch; anything else is
+   * refused. Nothing is stored: progress is advisory, and a lost one is not retried.
+   */
+  async onProgress(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-progress');
     if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    const { taskId } = parsed;
+    const { taskId, stepId, agentId } = parsed;
+    const about = { topic: msg.topic, taskId, stepId };
+    const spoofed = senderMismatch(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
+    let progress: Progress;
+    try {
+      progress = decodePayload(Progress, msg.payload, 'progress');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId, about);
+    }
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
+    const step = task.steps[stepId];
+    if (progress.taskId !== taskId || progress.stepId !== stepId) {
+      return this.refuse(msg, new ValidationError('invalid-payload', `progress on ${msg.topic} names task ${progress.taskId} step ${progress.stepId} in its payload`), agentId, about);
+    }
+    if (isTerminal(task.state) || step?.state !== 'assigned' || step.agentId !== agentId || step.epoch !== progress.epoch) {
+      const live = step?.state === 'assigned' && step.agentId !== undefined ? `${step.agentId} holds epoch ${step.epoch}` : `the step is ${step?.state ?? 'unknown'}`;
+      return this.refuse(msg, new FencingError('stale-epoch', `progress of ${agentId} for step ${stepId} epoch ${progress.epoch} of task ${taskId} is not from the live assignment (${live})`), agentId, about);
+    }
+    await this.deps.publisher.publish({ topic: topics.clientProgress(task.owner, taskId, stepId, task.taskRoot), payload: progress, qos: 0, retain: false });
+    return { status: 'accepted', detail: `progress of step ${stepId} relayed to ${task.owner}` };
+  }
+
+  /**
+   * `clients/{clientId}/{root}/{taskId}/cancel` (progress): cancels the task when the client owns
+   * it and the secret matches the request's cancelHash. Refusals go to `clients/{clientId}/errors`.
+   */
+  async onCancel(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'client-cancel');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { taskId, clientId } = parsed;
     const about = { topic: msg.topic, taskId };
+    const refuse = (error: PorchlightError): Promise<HandleOutcome> => this.refuseClient(msg, error, clientId, about);
+    if (msg.clientId !== undefined && msg.clientId !== clientId) {
+      return this.refuseClient(msg, new NotAuthorizedError(`cancel published on ${msg.topic} by client ${msg.clientId}; a client may only cancel under its own id`), msg.clientId, about);
+    }
     let cancel: CancelRequest;
     try {
       cancel = decodePayload(CancelRequest, msg.payload, 'cancel request');
     } catch (err) {
-      return this.refuse(msg, asPorchlightError(err), msg.clientId, about);
+      return refuse(asPorchlightError(err));
     }
     const task = await this.deps.tasks.get(taskId);
-    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
+    // Another client's task is indistinguishable from no task: ids are not an oracle for other tenants.
+    if (!task || task.owner !== clientId) return refuse(new UnknownTaskError(taskId));
     const wrongRoot = rootMismatch(task, parsed);
-    if (wrongRoot) return this.refuse(msg, wrongRoot, msg.clientId, about);
+    if (wrongRoot) return refuse(wrongRoot);
     if (task.request.cancelHash === undefined) {
-      return this.refuse(msg, new NotAuthorizedError(`task ${taskId} was submitted without cancelHash; it cannot be canceled`), msg.clientId, about);
+      return refuse(new NotAuthorizedError(`task ${taskId} was submitted without cancelHash; it cannot be canceled`));
     }
     if (!this.deps.sha256) {
-      return this.refuse(msg, new ConfigError('cancel requests cannot be verified: the orchestrator was wired without a sha256 function'), msg.clientId, about);
+      return refuse(new ConfigError('cancel requests cannot be verified: the orchestrator was wired without a sha256 function'));
     }
     if (this.deps.sha256(cancel.secret).toLowerCase() !== task.request.cancelHash) {
-      return this.refuse(msg, new NotAuthorizedError(`cancel secret for task ${taskId} does not match the task's cancelHash`), msg.clientId, about);
+      return refuse(new NotAuthorizedError(`cancel secret for task ${taskId} does not match the task's cancelHash`));
     }
     const reason = cancel.reason !== undefined ? `canceled by the client: ${cancel.reason}` : 'canceled by the client';
     const decision = await this.mutate(taskId, (t) => cancelTask(t, reason, this.machine(this.now())));
-    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), msg.clientId, about);
-    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, msg.clientId, about);
+    if (!decision) return refuse(new UnknownTaskError(taskId));
+    if (decision.kind === 'rejected') return refuse(decision.error);
     if (decision.kind === 'changed') this.log('info', 'task canceled', { taskId });
     return outcomeOf(decision);
   }
@@ -468,13 +526,18 @@ export class Orchestrator {
   // -------------------------------------------------------------------------------------------
   // Helpers
 
-  private async duplicateRequest(existing: TaskRecord, request: TaskRequest | undefined, msg: InboundMessage): Promise<HandleOutcome> {
-    if (request && canonicalJson(existing.request) === canonicalJson(request)) {
+  private async duplicateRequest(existing: TaskRecord, request: TaskRequest | undefined, msg: InboundMessage, clientId: string): Promise<HandleOutcome> {
+    if (existing.owner === clientId && request && canonicalJson(existing.request) === canonicalJson(request)) {
       // A redelivery after a crash between save and publish: finish the publishing the first delivery started.
       if (existing.outbox.length > 0) await this.flushStored(existing);
       return { status: 'duplicate', detail: `task ${existing.taskId} already submitted with this request` };
     }
-    return this.refuse(msg, new DuplicateTaskError(existing.taskId), msg.clientId, { topic: msg.topic, taskId: existing.taskId });
+    // Told on the client's errors topic: a rejected status would overwrite the live task's own.
+    return this.refuseClient(msg, new DuplicateTaskError(existing.taskId), clientId, { topic: msg.topic, taskId: existing.taskId });
+  }
+
+  private refuseClient(msg: InboundMessage, error: PorchlightError, clientId: string, about: { topic: string; taskId?: string }): Promise<HandleOutcome> {
+    return refuseClient(this.deps, msg, error, clientId, about);
   }
 
   private parse<K extends ParsedTopic['kind']>(msg: InboundMessage, kind: K): Extract<ParsedTopic, { kind: K }> | PorchlightError {
@@ -512,6 +575,12 @@ export class Orchestrator {
   private log(level: LogLevel, msg: string, data?: Record<string, unknown>): void {
     this.deps.log?.(level, msg, data);
   }
+}
+
+/** On AWS the rule tells who published (`clientid()`); it must be the identity the topic names. */
+function senderMismatch(msg: InboundMessage, agentId: string): NotAuthorizedError | undefined {
+  if (msg.clientId === undefined || msg.clientId === agentId) return undefined;
+  return new NotAuthorizedError(`${msg.topic} names agent ${agentId} but was published by client ${msg.clientId}; an agent may only hand in work as itself`);
 }
 
 function rootMismatch(task: TaskRecord, parsed: { taskRoot: string; taskId: string }): TopicParseError | undefined {

@@ -5,14 +5,17 @@
  * identity (thing name / certificate CN / client id, which Porchlight requires to be equal).
  *
  * Roles:
- * - `agent`: writes its own résumé/status/telemetry and its own proposals, writes outputs and
- *   progress, reads requests, its own assignments, pools, task status and its own errors.
- *   It may not read anybody else's assignments.
- * - `client`: publishes requests and cancels; reads status, result, outputs, progress and the
- *   agents' résumés and status.
- * - `orchestrator`: the only publisher of assignments, pool steps, task status, results and
- *   agent errors; reads everything it needs to run tasks.
- * - `observer`: read-only (the web view): all of `agents/#`, task status and results.
+ * - `agent`: writes its own résumé/status/telemetry and its own proposals, hands in outputs and
+ *   progress on topics ending in its own id (read by the orchestrator alone), reads calls for
+ *   bids, its own assignments, pools, the agent-facing task status and its own errors. It may not
+ *   read anybody else's assignments, nor anything on a client's tree.
+ * - `client`: a tenant. Submits and cancels on its own tree (`clients/{self}/…`, read by the
+ *   orchestrator alone) and reads only its own tasks' status, result, outputs and progress there,
+ *   its own errors, and the agents' résumés and status.
+ * - `orchestrator`: the only publisher of calls for bids, assignments, pool steps, task status,
+ *   results, republished outputs and progress, and agent and client errors; reads everything it
+ *   needs to run tasks.
+ * - `observer`: read-only (the web view): all of `agents/#`, every task's status and result.
  *
  * Sensitive data classes (core/data-classes.ts) live under their own topic roots. A role's
  * task-tree rights apply to `tasks/` by default; a root of a sensitive class is added only by
@@ -94,11 +97,12 @@ function globalStatements(role: Role): PolicyStatement[] {
       return [
         allow(['connect'], [SELF], 'a client connects only with its own identity as client id'),
         allow(READ, ['agents/+/resume', 'agents/+/status'], 'a client may see which agents exist and whether they are online'),
+        allow(READ, [`clients/${SELF}/errors`], 'a client reads why its own messages were refused'),
       ];
     case 'orchestrator':
       return [
         allow(['connect'], [SELF], 'the orchestrator connects only with its own identity as client id'),
-        allow(['publish'], ['agents/+/errors'], 'only the orchestrator tells agents why their messages were rejected'),
+        allow(['publish'], ['agents/+/errors', 'clients/+/errors'], 'only the orchestrator tells agents and clients why their messages were rejected'),
         allow(READ, ['agents/+/resume', 'agents/+/status', 'agents/+/telemetry'], 'the orchestrator keeps the agent registry'),
       ];
     case 'observer':
@@ -111,26 +115,33 @@ function globalStatements(role: Role): PolicyStatement[] {
 
 /** Rights on one task topic root. */
 function rootStatements(role: Role, root: string): PolicyStatement[] {
+  const mine = `clients/${SELF}/${root}/+`;
+  const anyClient = `clients/+/${root}/+`;
   switch (role) {
     case 'agent':
       return [
         allow(['publish'], [`${root}/+/proposal/${SELF}`], `an agent bids only under its own name (${root})`),
-        allow(['publish'], [`${root}/+/output/+`, `${root}/+/progress/+`], `an agent reports step outputs and progress; the fencing token proves it is the assignee (${root})`),
+        allow(['publish'], [`${root}/+/output/+/${SELF}`, `${root}/+/progress/+/${SELF}`],
+          `an agent hands in outputs and progress only under its own name, to the orchestrator alone; the fencing token proves it is the assignee (${root})`),
         allow(READ, [`${root}/+/request`, `${root}/+/assign/${SELF}`, `${root}/+/pool/+`, `$share/+/${root}/+/pool/+`, `${root}/+/status`],
-          `an agent reads requests, its own assignments (never another agent's), pool steps and task status for cancellation (${root})`),
+          `an agent reads calls for bids, its own assignments (never another agent's), pool steps and task state for cancellation (${root})`),
       ];
     case 'client':
       return [
-        allow(['publish'], [`${root}/+/request`, `${root}/+/cancel`], `a client submits and cancels tasks (${root})`),
-        allow(READ, [`${root}/+/status`, `${root}/+/result`, `${root}/+/output/+`, `${root}/+/progress/+`], `a client watches its tasks (${root})`),
+        allow(['publish'], [`${mine}/request`, `${mine}/cancel`], `a client submits and cancels tasks on its own tree, read by the orchestrator alone (${root})`),
+        allow(READ, [`${mine}/status`, `${mine}/result`, `${mine}/output/+`, `${mine}/progress/+`], `a client watches its own tasks, never another client's (${root})`),
       ];
     case 'orchestrator':
       return [
-        allow(['publish'], [`${root}/+/assign/+`, `${root}/+/pool/+`, `${root}/+/status`, `${root}/+/result`], `only the orchestrator assigns steps and publishes task status and results (${root})`),
-        allow(READ, [`${root}/+/request`, `${root}/+/proposal/+`, `${root}/+/output/+`, `${root}/+/progress/+`, `${root}/+/cancel`], `the orchestrator consumes what clients and agents send (${root})`),
+        allow(['publish'], [`${root}/+/request`, `${root}/+/assign/+`, `${root}/+/pool/+`, `${root}/+/status`],
+          `only the orchestrator calls for bids, assigns steps and publishes the agents' task status (${root})`),
+        allow(['publish'], [`${anyClient}/status`, `${anyClient}/result`, `${anyClient}/output/+`, `${anyClient}/progress/+`],
+          `only the orchestrator writes what clients read: status, results, accepted outputs and the live assignee's progress (${root})`),
+        allow(READ, [`${anyClient}/request`, `${anyClient}/cancel`, `${root}/+/proposal/+`, `${root}/+/output/+/+`, `${root}/+/progress/+/+`],
+          `the orchestrator consumes what clients and agents send (${root})`),
       ];
     case 'observer':
-      return [allow(READ, [`${root}/+/status`, `${root}/+/result`], `an observer sees task status and results, read-only (${root})`)];
+      return [allow(READ, [`${anyClient}/status`, `${anyClient}/result`], `an observer sees every task's status and result, read-only (${root})`)];
   }
 }
 
@@ -192,12 +203,13 @@ export interface IotRenderOptions {
 /** AWS IoT counts policy size without whitespace; documents larger than this are refused. */
 export const IOT_POLICY_MAX_CHARS = 2048;
 
-/** Topics published with RETAIN (ARCHITECTURE §2); IoT Core authorises those with iot:RetainPublish. */
+/** Topics published with RETAIN (docs/PROTOCOL.md); IoT Core authorises those with iot:RetainPublish. */
 function isRetainedTopic(pattern: string): boolean {
   const s = pattern.split('/');
   if (s[0] === 'agents') return s.length === 3 && (s[2] === 'resume' || s[2] === 'status');
+  if (s[0] === 'clients') return (s.length === 5 && (s[4] === 'status' || s[4] === 'result')) || (s.length === 6 && s[4] === 'output');
   if (!TASK_ROOTS.includes(s[0] ?? '')) return false;
-  return (s.length === 3 && (s[2] === 'status' || s[2] === 'result')) || (s.length === 4 && s[2] === 'output');
+  return s.length === 3 && s[2] === 'status';
 }
 
 /**

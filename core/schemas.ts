@@ -220,6 +220,8 @@ export const Assignment = z.object({
   /** The lease: the assignee must answer within this long or the step is re-assigned. */
   leaseMs: z.number().int().positive(),
   taskRoot: z.string().min(1).max(64).optional(),
+  /** The assignee; its output and progress go to topics ending in this id. Absent on a pool step. */
+  agentId: Id.optional(),
   traceparent: z.string().max(128).optional(),
 });
 export type Assignment = z.infer<typeof Assignment>;
@@ -232,27 +234,40 @@ export const Usage = z.object({
 });
 export type Usage = z.infer<typeof Usage>;
 
-const outputFence = {
+const outputHead = {
   v: version,
   taskId: Id,
   stepId: Id,
   epoch: z.number().int().positive(),
-  token: z.string().min(16).max(128),
   usage: Usage.optional(),
 };
+const outputFence = { ...outputHead, token: z.string().min(16).max(128) };
+const StepError = z.object({ code: z.string().min(1).max(64), message: z.string().max(2000), retryable: z.boolean().default(true) });
 
-/** `tasks/{taskId}/output/{stepId}` (retained): a step's result, fenced by epoch and token. */
+/**
+ * `{root}/{taskId}/output/{stepId}/{agentId}`: a step's result handed in by its assignee, fenced
+ * by epoch and token. Only the orchestrator reads it.
+ */
 export const StepOutput = z.discriminatedUnion('ok', [
   z.object({ ...outputFence, ok: z.literal(true), output: Artifacts }),
-  z.object({
-    ...outputFence,
-    ok: z.literal(false),
-    error: z.object({ code: z.string().min(1).max(64), message: z.string().max(2000), retryable: z.boolean().default(true) }),
-  }),
+  z.object({ ...outputFence, ok: z.literal(false), error: StepError }),
 ]);
 export type StepOutput = z.infer<typeof StepOutput>;
 
-/** `tasks/{taskId}/progress/{stepId}`: streaming progress (QoS 0, throttled). */
+/**
+ * `clients/{clientId}/{root}/{taskId}/output/{stepId}` (retained): a step output the orchestrator
+ * accepted, republished for the task's owner without its fencing token.
+ */
+export const AcceptedOutput = z.discriminatedUnion('ok', [
+  z.object({ ...outputHead, ok: z.literal(true), output: Artifacts }),
+  z.object({ ...outputHead, ok: z.literal(false), error: StepError }),
+]);
+export type AcceptedOutput = z.infer<typeof AcceptedOutput>;
+
+/**
+ * `{root}/{taskId}/progress/{stepId}/{agentId}`: streaming progress (QoS 0, throttled), handed in by
+ * the assignee; the orchestrator relays the live assignee's to `clients/{owner}/{root}/{taskId}/progress/{stepId}`.
+ */
 export const Progress = z.object({
   v: version,
   taskId: Id,

@@ -109,7 +109,14 @@ export function eligibleAgentsFor(request: TaskRequest, candidates: readonly Age
 
 /** Builds a new task (state submitted, collecting proposals) with its first status snapshot in the outbox. */
 export function createTask(
-  args: { readonly taskId: string; readonly taskRoot: string; readonly request: TaskRequest; readonly eligibleAgents: readonly string[] },
+  args: {
+    readonly taskId: string;
+    readonly taskRoot: string;
+    /** The submitting client's identity (from the topic the broker let it publish on). */
+    readonly owner: string;
+    readonly request: TaskRequest;
+    readonly eligibleAgents: readonly string[];
+  },
   ctx: MachineContext,
 ): TaskRecord {
   const { now, config } = ctx;
@@ -117,6 +124,7 @@ export function createTask(
   const task: TaskRecord = {
     taskId: args.taskId,
     taskRoot: args.taskRoot,
+    owner: args.owner,
     request: args.request,
     state: 'submitted',
     phase: 'collecting-proposals',
@@ -134,15 +142,28 @@ export function createTask(
     outbox: [],
     expiresAt: Math.ceil((deadlineAt + config.retentionMs) / 1000),
   };
+  task.outbox = enqueue(task.outbox, { topic: topics.taskRequest(task.taskId, task.taskRoot), payload: callForBids(args.request), qos: 1, retain: false });
+  task.outbox = enqueue(task.outbox, agentStatusMessage(task));
   task.outbox = enqueue(task.outbox, statusMessage(task));
   return task;
+}
+
+/**
+ * The request as agents see it: validated, on the root its data classes chose, without the
+ * client's cancel commitment and self-declared name.
+ */
+export function callForBids(request: TaskRequest): TaskRequest {
+  const { cancelHash: _hash, client: _client, ...rest } = request;
+  return rest;
 }
 
 /**
  * The messages announcing a refused request: a `rejected` result, then a `rejected` status
  * naming the error. Nothing is stored for a refused request.
  */
-export function rejectionMessages(taskId: string, taskRoot: string, error: { readonly code: string; readonly message: string }, now: number): OutboundMessage[] {
+export function rejectionMessages(
+  taskId: string, taskRoot: string, owner: string, error: { readonly code: string; readonly message: string }, now: number,
+): OutboundMessage[] {
   const at = iso(now);
   const result: TaskResult = {
     v: SCHEMA_VERSION, taskId, state: 'rejected', outputs: {}, usage: { usd: 0, ms: 0, steps: 0 },
@@ -153,8 +174,8 @@ export function rejectionMessages(taskId: string, taskRoot: string, error: { rea
     errors: [{ code: error.code, message: error.message, at }], version: 0, updatedAt: at,
   };
   return [
-    { topic: topics.taskResult(taskId, taskRoot), payload: result, qos: 1, retain: true },
-    { topic: topics.taskStatus(taskId, taskRoot), payload: status, qos: 1, retain: true },
+    { topic: topics.clientResult(owner, taskId, taskRoot), payload: result, qos: 1, retain: true },
+    { topic: topics.clientStatus(owner, taskId, taskRoot), payload: status, qos: 1, retain: true },
   ];
 }
 
@@ -360,6 +381,9 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
   const t = draft(task);
   const s = t.steps[stepId]!;
   s.usage = addUsage(s.usage, output.usage);
+  // What the client reads is the orchestrator's copy of an output it accepted, never the agent's message.
+  const { token: _token, ...forClient } = output;
+  t.outbox = enqueue(t.outbox, { topic: topics.clientOutput(t.owner, t.taskId, stepId, t.taskRoot), payload: forClient, qos: 1, retain: true });
   if (!output.ok) {
     failStepIn(t, s, 'error-output', { code: output.error.code, message: output.error.message }, output.error.retryable, ctx);
     return commit(t, task, ctx, `step ${stepId} reported an error`);
@@ -464,8 +488,9 @@ export function clearRetained(task: TaskRecord, ctx: MachineContext): Decision {
   const clear = (topic: string): void => {
     t.outbox = enqueue(t.outbox, { topic, payload: null, qos: 1, retain: true });
   };
-  for (const id of t.stepOrder) if ((t.steps[id]?.epoch ?? 0) > 0) clear(topics.taskOutput(t.taskId, id, t.taskRoot));
-  clear(topics.taskResult(t.taskId, t.taskRoot));
+  for (const id of t.stepOrder) if ((t.steps[id]?.epoch ?? 0) > 0) clear(topics.clientOutput(t.owner, t.taskId, id, t.taskRoot));
+  clear(topics.clientResult(t.owner, t.taskId, t.taskRoot));
+  clear(topics.clientStatus(t.owner, t.taskId, t.taskRoot));
   clear(topics.taskStatus(t.taskId, t.taskRoot));
   t.retainedClearedAt = ctx.now;
   return commit(t, task, ctx, 'retained topics cleared', { snapshot: false });
@@ -615,16 +640,34 @@ function terminal(task: TaskRecord): Decision {
   return { kind: 'unchanged', outcome: 'ignored', detail: `task ${task.taskId} is already ${task.state}` };
 }
 
-/** Raises the version, stamps the time and appends the status snapshot (last, after any result). */
+/**
+ * Raises the version, stamps the time and appends the status snapshots (last, after any result):
+ * the client's full snapshot, and the agents' slim one when the state or phase moved.
+ */
 function commit(t: TaskRecord, before: TaskRecord, ctx: MachineContext, detail: string, opts: { snapshot: boolean } = { snapshot: true }): Decision {
   t.version = before.version + 1;
   t.updatedAt = ctx.now;
-  if (opts.snapshot) t.outbox = enqueue(t.outbox, statusMessage(t));
+  if (opts.snapshot) {
+    if (t.state !== before.state || t.phase !== before.phase) t.outbox = enqueue(t.outbox, agentStatusMessage(t));
+    t.outbox = enqueue(t.outbox, statusMessage(t));
+  }
   return { kind: 'changed', task: t, detail };
 }
 
+/** The client's status snapshot, on its own tree. */
 function statusMessage(task: TaskRecord): OutboundMessage {
-  return { topic: topics.taskStatus(task.taskId, task.taskRoot), payload: statusSnapshot(task), qos: 1, retain: true };
+  return { topic: topics.clientStatus(task.owner, task.taskId, task.taskRoot), payload: statusSnapshot(task), qos: 1, retain: true };
+}
+
+/**
+ * The agents' status (the agent tree): state and phase only, which is what an agent executing a
+ * step needs to abort on cancellation. The plan, its prices and the errors stay with the client.
+ */
+function agentStatusMessage(task: TaskRecord): OutboundMessage {
+  const status: TaskStatus = {
+    v: SCHEMA_VERSION, taskId: task.taskId, state: task.state, phase: task.phase, errors: [], version: task.version, updatedAt: iso(task.updatedAt),
+  };
+  return { topic: topics.taskStatus(task.taskId, task.taskRoot), payload: status, qos: 1, retain: true };
 }
 
 function stepRecordOf(p: PlannedStep): StepRecord {
@@ -694,6 +737,7 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   const assignment: Assignment = {
     v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, epoch: s.epoch, token: s.token, skill: s.skill, goal: t.request.goal,
     inputs, produces: [...s.produces], deadline: iso(deadlineAt), leaseMs: ctx.config.leaseMs, taskRoot: t.taskRoot,
+    ...(agentId !== undefined ? { agentId } : {}),
     ...(t.request.traceparent !== undefined ? { traceparent: t.request.traceparent } : {}),
   };
   const topic = s.pool !== undefined ? topics.taskPool(t.taskId, s.pool, t.taskRoot) : topics.taskAssign(t.taskId, agentId!, t.taskRoot);
@@ -799,7 +843,7 @@ function finish(t: TaskRecord, ctx: MachineContext): void {
   t.finishedAt = ctx.now;
   // The item must outlive the retention timer that clears its retained topics, hence the hour's grace.
   t.expiresAt = Math.ceil((ctx.now + ctx.config.retentionMs) / 1000) + 3600;
-  t.outbox = enqueue(t.outbox, { topic: topics.taskResult(t.taskId, t.taskRoot), payload: resultOf(t), qos: 1, retain: true });
+  t.outbox = enqueue(t.outbox, { topic: topics.clientResult(t.owner, t.taskId, t.taskRoot), payload: resultOf(t), qos: 1, retain: true });
 }
 
 function retentionDueAt(task: TaskRecord, config: OrchestratorConfig): number {

@@ -50,12 +50,27 @@ function root(r: string): string {
   return r;
 }
 
-/** Topic builders. Every argument is validated; `taskRoot` defaults to `tasks`. */
+/** First level of every client's own tree. */
+export const CLIENTS_ROOT = 'clients';
+
+/**
+ * Topic builders. Every argument is validated; `taskRoot` defaults to `tasks`.
+ *
+ * Two trees per task (docs/PROTOCOL.md):
+ * - the **client tree** `clients/{clientId}/{root}/{taskId}/…`, the submitting client's own:
+ *   it publishes its request and cancel there (read by the orchestrator alone) and reads the
+ *   status, result, outputs and progress the orchestrator republishes there. Nobody else's
+ *   client id can be spliced in: the broker grants each client its own id only.
+ * - the **agent tree** `{root}/{taskId}/…`: the call for bids, proposals, assignments, pool
+ *   steps and the agent-facing status are here; agents hand outputs and progress in on topics
+ *   ending in their own id, which only the orchestrator reads.
+ */
 export const topics = {
   agentResume: (agentId: string) => `agents/${validateId('agentId', agentId)}/resume`,
   agentStatus: (agentId: string) => `agents/${validateId('agentId', agentId)}/status`,
   agentTelemetry: (agentId: string) => `agents/${validateId('agentId', agentId)}/telemetry`,
   agentErrors: (agentId: string) => `agents/${validateId('agentId', agentId)}/errors`,
+  /** The call for bids: a validated request, published by the orchestrator where eligible agents read. */
   taskRequest: (taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/${validateId('taskId', taskId)}/request`,
   taskProposal: (taskId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `${root(taskRoot)}/${validateId('taskId', taskId)}/proposal/${validateId('agentId', agentId)}`,
@@ -63,24 +78,56 @@ export const topics = {
     `${root(taskRoot)}/${validateId('taskId', taskId)}/assign/${validateId('agentId', agentId)}`,
   taskPool: (taskId: string, pool: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `${root(taskRoot)}/${validateId('taskId', taskId)}/pool/${validateId('pool', pool)}`,
-  taskProgress: (taskId: string, stepId: string, taskRoot = DEFAULT_TASK_ROOT) =>
-    `${root(taskRoot)}/${validateId('taskId', taskId)}/progress/${validateId('stepId', stepId)}`,
-  taskOutput: (taskId: string, stepId: string, taskRoot = DEFAULT_TASK_ROOT) =>
-    `${root(taskRoot)}/${validateId('taskId', taskId)}/output/${validateId('stepId', stepId)}`,
+  /** An agent hands in a step's progress (read by the orchestrator only). */
+  taskProgress: (taskId: string, stepId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
+    `${root(taskRoot)}/${validateId('taskId', taskId)}/progress/${validateId('stepId', stepId)}/${validateId('agentId', agentId)}`,
+  /** An agent hands in a step's output (read by the orchestrator only; never retained). */
+  taskOutput: (taskId: string, stepId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
+    `${root(taskRoot)}/${validateId('taskId', taskId)}/output/${validateId('stepId', stepId)}/${validateId('agentId', agentId)}`,
+  /** The agent-facing status (retained): agents executing a step watch it for cancellation. */
   taskStatus: (taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/${validateId('taskId', taskId)}/status`,
-  taskResult: (taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/${validateId('taskId', taskId)}/result`,
-  taskCancel: (taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/${validateId('taskId', taskId)}/cancel`,
+  /** A client submits a task (read by the orchestrator only). */
+  clientRequest: (clientId: string, taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${clientTask(clientId, taskId, taskRoot)}/request`,
+  /** A client cancels its task (read by the orchestrator only). */
+  clientCancel: (clientId: string, taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${clientTask(clientId, taskId, taskRoot)}/cancel`,
+  /** The task's status as its client sees it (retained; orchestrator only). */
+  clientStatus: (clientId: string, taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${clientTask(clientId, taskId, taskRoot)}/status`,
+  /** The task's result (retained; orchestrator only). */
+  clientResult: (clientId: string, taskId: string, taskRoot = DEFAULT_TASK_ROOT) => `${clientTask(clientId, taskId, taskRoot)}/result`,
+  /** An accepted step output, republished for the client without its fencing token (retained; orchestrator only). */
+  clientOutput: (clientId: string, taskId: string, stepId: string, taskRoot = DEFAULT_TASK_ROOT) =>
+    `${clientTask(clientId, taskId, taskRoot)}/output/${validateId('stepId', stepId)}`,
+  /** Progress of a step's live assignee, republished for the client (orchestrator only). */
+  clientProgress: (clientId: string, taskId: string, stepId: string, taskRoot = DEFAULT_TASK_ROOT) =>
+    `${clientTask(clientId, taskId, taskRoot)}/progress/${validateId('stepId', stepId)}`,
+  /** Why the orchestrator refused something a client sent that has no task status of its own to say it on. */
+  clientErrors: (clientId: string) => `${CLIENTS_ROOT}/${validateId('clientId', clientId)}/errors`,
 } as const;
+
+function clientTask(clientId: string, taskId: string, taskRoot: string): string {
+  return `${CLIENTS_ROOT}/${validateId('clientId', clientId)}/${root(taskRoot)}/${validateId('taskId', taskId)}`;
+}
 
 /** Subscription filters (wildcards). On IoT Core these never deliver retained messages. */
 export const filters = {
   allResumes: 'agents/+/resume',
   allAgentStatus: 'agents/+/status',
   allTelemetry: 'agents/+/telemetry',
+  /** Calls for bids (agents). */
   requests: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/request`,
   proposals: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/proposal/+`,
-  outputs: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/output/+`,
-  cancels: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/cancel`,
+  /** Outputs handed in by agents (orchestrator). */
+  outputs: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/output/+/+`,
+  /** Progress handed in by agents (orchestrator). */
+  progress: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/progress/+/+`,
+  /** Every client's submissions (orchestrator). */
+  clientRequests: (taskRoot = DEFAULT_TASK_ROOT) => `${CLIENTS_ROOT}/+/${root(taskRoot)}/+/request`,
+  /** Every client's cancellations (orchestrator). */
+  clientCancels: (taskRoot = DEFAULT_TASK_ROOT) => `${CLIENTS_ROOT}/+/${root(taskRoot)}/+/cancel`,
+  /** The results of one client's tasks under one root. */
+  clientResults: (clientId: string, taskRoot = DEFAULT_TASK_ROOT) => `${CLIENTS_ROOT}/${validateId('clientId', clientId)}/${root(taskRoot)}/+/result`,
+  /** Everything the orchestrator republishes for one client's tasks under one root. */
+  clientTasks: (clientId: string, taskRoot = DEFAULT_TASK_ROOT) => `${CLIENTS_ROOT}/${validateId('clientId', clientId)}/${root(taskRoot)}/#`,
   /** An agent's own assignments across all tasks. */
   assignmentsFor: (agentId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/assign/${validateId('agentId', agentId)}`,
   /** A pool's steps, load-balanced across the pool's members by a shared subscription. */
@@ -98,13 +145,18 @@ export type ParsedTopic =
   | { kind: 'agent-errors'; agentId: string }
   | { kind: 'task-request'; taskRoot: string; taskId: string }
   | { kind: 'task-status'; taskRoot: string; taskId: string }
-  | { kind: 'task-result'; taskRoot: string; taskId: string }
-  | { kind: 'task-cancel'; taskRoot: string; taskId: string }
   | { kind: 'task-proposal'; taskRoot: string; taskId: string; agentId: string }
   | { kind: 'task-assign'; taskRoot: string; taskId: string; agentId: string }
   | { kind: 'task-pool'; taskRoot: string; taskId: string; pool: string }
-  | { kind: 'task-progress'; taskRoot: string; taskId: string; stepId: string }
-  | { kind: 'task-output'; taskRoot: string; taskId: string; stepId: string }
+  | { kind: 'task-progress'; taskRoot: string; taskId: string; stepId: string; agentId: string }
+  | { kind: 'task-output'; taskRoot: string; taskId: string; stepId: string; agentId: string }
+  | { kind: 'client-request'; clientId: string; taskRoot: string; taskId: string }
+  | { kind: 'client-cancel'; clientId: string; taskRoot: string; taskId: string }
+  | { kind: 'client-status'; clientId: string; taskRoot: string; taskId: string }
+  | { kind: 'client-result'; clientId: string; taskRoot: string; taskId: string }
+  | { kind: 'client-output'; clientId: string; taskRoot: string; taskId: string; stepId: string }
+  | { kind: 'client-progress'; clientId: string; taskRoot: string; taskId: string; stepId: string }
+  | { kind: 'client-errors'; clientId: string }
   | { kind: 'presence'; event: 'connected' | 'disconnected'; clientId: string };
 
 function checked(kind: Parameters<typeof validateId>[0], id: string | undefined, topic: string): string {
@@ -139,6 +191,37 @@ export function parseTopic(topic: string): ParsedTopic {
     }
   }
 
+  if (first === CLIENTS_ROOT) {
+    const clientId = checked('clientId', second, topic);
+    if (parts.length === 3) {
+      if (third === 'errors') return { kind: 'client-errors', clientId };
+      throw new TopicParseError(`unknown client topic "${third}" in "${topic}"`);
+    }
+    if (third === undefined || !TASK_ROOTS.includes(third)) {
+      throw new TopicParseError(`client topic "${topic}": unknown task root "${third}"; expected one of ${TASK_ROOTS.join(', ')}`);
+    }
+    const taskRoot = third;
+    const taskId = checked('taskId', fourth, topic);
+    const [, , , , what, step] = parts;
+    if (parts.length === 5) {
+      switch (what) {
+        case 'request': return { kind: 'client-request', clientId, taskRoot, taskId };
+        case 'cancel': return { kind: 'client-cancel', clientId, taskRoot, taskId };
+        case 'status': return { kind: 'client-status', clientId, taskRoot, taskId };
+        case 'result': return { kind: 'client-result', clientId, taskRoot, taskId };
+        default: throw new TopicParseError(`unknown client task topic "${what}" in "${topic}"`);
+      }
+    }
+    if (parts.length === 6) {
+      switch (what) {
+        case 'output': return { kind: 'client-output', clientId, taskRoot, taskId, stepId: checked('stepId', step, topic) };
+        case 'progress': return { kind: 'client-progress', clientId, taskRoot, taskId, stepId: checked('stepId', step, topic) };
+        default: throw new TopicParseError(`unknown client task topic "${what}" in "${topic}"`);
+      }
+    }
+    throw new TopicParseError(`client task topic "${topic}" has ${parts.length} levels; expected 5 or 6`);
+  }
+
   if (first !== undefined && TASK_ROOTS.includes(first)) {
     const taskRoot = first;
     const taskId = checked('taskId', second, topic);
@@ -146,8 +229,6 @@ export function parseTopic(topic: string): ParsedTopic {
       switch (third) {
         case 'request': return { kind: 'task-request', taskRoot, taskId };
         case 'status': return { kind: 'task-status', taskRoot, taskId };
-        case 'result': return { kind: 'task-result', taskRoot, taskId };
-        case 'cancel': return { kind: 'task-cancel', taskRoot, taskId };
         default: throw new TopicParseError(`unknown task topic "${third}" in "${topic}"`);
       }
     }
@@ -156,12 +237,18 @@ export function parseTopic(topic: string): ParsedTopic {
         case 'proposal': return { kind: 'task-proposal', taskRoot, taskId, agentId: checked('agentId', fourth, topic) };
         case 'assign': return { kind: 'task-assign', taskRoot, taskId, agentId: checked('agentId', fourth, topic) };
         case 'pool': return { kind: 'task-pool', taskRoot, taskId, pool: checked('pool', fourth, topic) };
-        case 'progress': return { kind: 'task-progress', taskRoot, taskId, stepId: checked('stepId', fourth, topic) };
-        case 'output': return { kind: 'task-output', taskRoot, taskId, stepId: checked('stepId', fourth, topic) };
         default: throw new TopicParseError(`unknown task topic "${third}" in "${topic}"`);
       }
     }
-    throw new TopicParseError(`task topic "${topic}" has ${parts.length} levels; expected 3 or 4`);
+    if (parts.length === 5) {
+      const agentId = checked('agentId', fifth, topic);
+      switch (third) {
+        case 'progress': return { kind: 'task-progress', taskRoot, taskId, stepId: checked('stepId', fourth, topic), agentId };
+        case 'output': return { kind: 'task-output', taskRoot, taskId, stepId: checked('stepId', fourth, topic), agentId };
+        default: throw new TopicParseError(`unknown task topic "${third}" in "${topic}"`);
+      }
+    }
+    throw new TopicParseError(`task topic "${topic}" has ${parts.length} levels; expected 3, 4 or 5`);
   }
   throw new TopicParseError(`"${topic}" is not a Porchlight topic (first level "${first}")`);
 }

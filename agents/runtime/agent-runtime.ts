@@ -336,7 +336,7 @@ export class AgentRuntime implements RunningAgent {
       assignment,
       taskRoot,
       statusTopic: topics.taskStatus(taskId, taskRoot),
-      progressTopic: topics.taskProgress(taskId, stepId, taskRoot),
+      progressTopic: topics.taskProgress(taskId, stepId, this.id, taskRoot),
       controller: new AbortController(),
       log: this.log.child({ taskId, stepId, epoch }),
       charged: undefined,
@@ -456,10 +456,11 @@ export class AgentRuntime implements RunningAgent {
       execution.log.error('output too large to publish', { bytes });
       payload = JSON.stringify({ ...fence, ok: false, error } satisfies StepOutput);
     }
-    const topic = topics.taskOutput(a.taskId, a.stepId, execution.taskRoot);
+    // Handed to the orchestrator alone, never retained: what clients read is the orchestrator's copy.
+    const topic = topics.taskOutput(a.taskId, a.stepId, this.id, execution.taskRoot);
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await this.bus.publish(topic, payload, { qos: 1, retain: true });
+        await this.bus.publish(topic, payload, { qos: 1, retain: false });
         return;
       } catch (err) {
         if (attempt >= this.publishAttempts) {

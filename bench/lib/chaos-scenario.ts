@@ -25,7 +25,7 @@ import { spawnAgentProcess } from '../../cli/agent-processes';
 import { waitForAgents } from '../../cli/session';
 import { isTerminal, type TaskRecord } from '../../core/model';
 import { decodePayload, parseMessage, TaskRequest, TaskResult } from '../../core/schemas';
-import { topics } from '../../core/topics';
+import { filters, topics } from '../../core/topics';
 import { CHAOS_SKILLS, type ChaosSkill, type EffectLine } from '../../agents/examples/chaos-worker/agent';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/dynamodb';
 import { seededRandom, type RandomSource } from '../../local/fault-injection';
@@ -393,8 +393,9 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
     };
     c.on('message', (topic, payload) => onResult(topic, payload, true));
     // Subscribed before the first submission, so no result can be missed.
-    const granted = await c.subscribeAsync('tasks/+/result', { qos: 1 });
-    if ((granted[0]?.qos ?? 0x80) >= 0x80) throw new Error('the broker refused the client subscription to tasks/+/result');
+    const resultFilter = filters.clientResults(CLIENT_ID);
+    const granted = await c.subscribeAsync(resultFilter, { qos: 1 });
+    if ((granted[0]?.qos ?? 0x80) >= 0x80) throw new Error(`the broker refused the client subscription to ${resultFilter}`);
 
     // Chaos --------------------------------------------------------------------------------------
     let kills = 0;
@@ -450,7 +451,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
           resolveDone();
         });
       });
-      const slot: Promise<void> = c.publishAsync(topics.taskRequest(taskId), JSON.stringify(request), { qos: 1 })
+      const slot: Promise<void> = c.publishAsync(topics.clientRequest(CLIENT_ID, taskId), JSON.stringify(request), { qos: 1 })
         .then(() => done)
         .finally(() => {
           inFlight.delete(slot);
@@ -476,7 +477,7 @@ export async function runChaosScenario(options: ChaosOptions): Promise<ChaosRepo
       c.removeAllListeners('message');
       c.on('message', retained);
       for (let i = 0; i < missing.length; i += 20) {
-        await c.subscribeAsync(missing.slice(i, i + 20).map((id) => topics.taskResult(id)), { qos: 1 });
+        await c.subscribeAsync(missing.slice(i, i + 20).map((id) => topics.clientResult(CLIENT_ID, id)), { qos: 1 });
       }
       await sleep(3000);
     }

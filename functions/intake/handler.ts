@@ -1,5 +1,5 @@
 /**
- * `intake`: request rules (`{root}/+/request`) → Orchestrator.onRequest.
+ * `intake`: request rules (`clients/+/{root}/+/request`) → Orchestrator.onRequest.
  */
 import { ruleHandler, type RuleHandler } from '../lib/rule-handler';
 import { createRuntime } from '../lib/wiring';

@@ -38,15 +38,18 @@ function ruleName(...parts: string[]): string {
 }
 
 function taskRules(root: string): RuleDefinition[] {
+  const client = [{ index: 2, as: 'tenant' }, { index: 4, as: 'taskId' }] as const;
+  const handIn = [...TASK_ID_FIELD, { index: 4, as: 'stepId' }, { index: 5, as: 'agentId' }] as const;
   return [
-    { name: ruleName(root, 'request'), topicFilter: filters.requests(root), target: 'intake', topicFields: TASK_ID_FIELD, description: `task requests under ${root}/ → intake` },
+    { name: ruleName(root, 'request'), topicFilter: filters.clientRequests(root), target: 'intake', topicFields: client, description: `clients' task requests under ${root}/ → intake` },
     { name: ruleName(root, 'proposal'), topicFilter: filters.proposals(root), target: 'planner', topicFields: [...TASK_ID_FIELD, { index: 4, as: 'agentId' }], description: `proposals under ${root}/ → planner` },
-    { name: ruleName(root, 'output'), topicFilter: filters.outputs(root), target: 'progress', topicFields: [...TASK_ID_FIELD, { index: 4, as: 'stepId' }], description: `step outputs under ${root}/ → progress` },
-    { name: ruleName(root, 'cancel'), topicFilter: filters.cancels(root), target: 'progress', topicFields: TASK_ID_FIELD, description: `cancellations under ${root}/ → progress` },
+    { name: ruleName(root, 'output'), topicFilter: filters.outputs(root), target: 'progress', topicFields: handIn, description: `step outputs handed in under ${root}/ → progress` },
+    { name: ruleName(root, 'progress'), topicFilter: filters.progress(root), target: 'progress', topicFields: handIn, description: `step progress handed in under ${root}/ → progress (relayed to the owner)` },
+    { name: ruleName(root, 'cancel'), topicFilter: filters.clientCancels(root), target: 'progress', topicFields: client, description: `clients' cancellations under ${root}/ → progress` },
   ];
 }
 
-/** Every rule: four per task root, three for the agent tree, and the AWS lifecycle rule. */
+/** Every rule: five per task root, three for the agent tree, and the AWS lifecycle rule. */
 export const RULES: readonly RuleDefinition[] = [
   ...TASK_ROOTS.flatMap(taskRules),
   { name: ruleName('agent', 'resume'), topicFilter: filters.allResumes, target: 'registry', topicFields: [{ index: 2, as: 'agentId' }], description: 'agent résumés → registry' },

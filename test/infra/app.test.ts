@@ -27,7 +27,7 @@ describe('Porchlight CDK app', () => {
   describe('topic rules', () => {
     const rules = service.findResources('AWS::IoT::TopicRule');
 
-    it.each(['tasks/+/request', 'tasks/+/proposal/+', 'tasks/+/output/+', 'tasks/+/cancel', 'patient-data/+/request', 'agents/+/resume', 'agents/+/status', 'agents/+/telemetry', '$aws/events/presence/+/+'])(
+    it.each(['clients/+/tasks/+/request', 'tasks/+/proposal/+', 'tasks/+/output/+/+', 'tasks/+/progress/+/+', 'clients/+/tasks/+/cancel', 'clients/+/patient-data/+/request', 'agents/+/resume', 'agents/+/status', 'agents/+/telemetry', '$aws/events/presence/+/+'])(
       'routes %s to its function with the shared envelope SQL',
       (filter) => {
         const def = RULES.find((r) => r.topicFilter === filter);

@@ -5,12 +5,16 @@ import { FUNCTION_NAMES, RULES, handlerEntry, ruleSql, type RuleDefinition } fro
 
 describe('rule catalogue', () => {
   describe('RULES', () => {
-    it('has request, proposal, output and cancel rules for every task root', () => {
+    it("has request and cancel rules on every client's tree, and proposal, output and progress rules on the agent tree, for every task root", () => {
       for (const root of TASK_ROOTS) {
-        for (const [kind, target] of [['request', 'intake'], ['proposal/+', 'planner'], ['output/+', 'progress'], ['cancel', 'progress']] as const) {
-          expect(RULES.filter((r) => r.topicFilter === `${root}/+/${kind}` && r.target === target)).toHaveLength(1);
-        }
+        const expected = [
+          [`clients/+/${root}/+/request`, 'intake'], [`clients/+/${root}/+/cancel`, 'progress'],
+          [`${root}/+/proposal/+`, 'planner'], [`${root}/+/output/+/+`, 'progress'], [`${root}/+/progress/+/+`, 'progress'],
+        ] as const;
+        for (const [filter, target] of expected) expect(RULES.filter((r) => r.topicFilter === filter && r.target === target)).toHaveLength(1);
       }
+      // Nothing routes what agents read: the call for bids is the orchestrator's own publish.
+      expect(RULES.some((r) => r.topicFilter.endsWith('/+/request') && !r.topicFilter.startsWith('clients/'))).toBe(false);
     });
 
     it('sends résumé, status and telemetry to the registry and presence only on AWS', () => {
@@ -28,8 +32,10 @@ describe('rule catalogue', () => {
 
   describe('ruleSql', () => {
     it('builds the envelope SQL of core/rule-event.ts', () => {
-      const request = RULES.find((r) => r.topicFilter === 'tasks/+/request') as RuleDefinition;
-      expect(ruleSql(request)).toBe("SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId, timestamp() AS receivedAt, topic(2) AS taskId FROM 'tasks/+/request'");
+      const request = RULES.find((r) => r.topicFilter === 'clients/+/tasks/+/request') as RuleDefinition;
+      expect(ruleSql(request)).toBe(
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId, timestamp() AS receivedAt, topic(2) AS tenant, topic(4) AS taskId FROM 'clients/+/tasks/+/request'",
+      );
     });
 
     it('refuses a filter that would break out of the quoted FROM clause', () => {

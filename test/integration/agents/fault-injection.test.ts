@@ -64,11 +64,11 @@ describe('agent runtime fault injection', () => {
       await new AgentRuntime(def, bus, { log, faults: { duplicateRate: 1, random: () => 0 } }).start();
       bus.deliver('tasks/t1/request', { v: 1, goal: 'echo', input: { text: 'hi' }, want: ['echoed'] });
       bus.deliver('tasks/t1/assign/agent-dup', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-dup')).toHaveLength(1));
       await new Promise((r) => setTimeout(r, 50));
       expect(calls).toEqual([1]);
-      expect(bus.on('tasks/t1/output/s1')).toHaveLength(1);
-      expect(StepOutput.parse(JSON.parse(bus.on('tasks/t1/output/s1')[0]?.payload ?? ''))).toMatchObject({ ok: true, epoch: 1 });
+      expect(bus.on('tasks/t1/output/s1/agent-dup')).toHaveLength(1);
+      expect(StepOutput.parse(JSON.parse(bus.on('tasks/t1/output/s1/agent-dup')[0]?.payload ?? ''))).toMatchObject({ ok: true, epoch: 1 });
       expect(bus.on('tasks/t1/proposal/agent-dup')).toHaveLength(1);
       expect(log.lines.filter((l) => l.message === 'fault injection: duplicate delivery')).toHaveLength(2);
       expect(log.lines.filter((l) => l.message === 'duplicate assignment ignored')).toHaveLength(1);
@@ -90,7 +90,7 @@ describe('agent runtime fault injection', () => {
       const log = captureLogger();
       await new AgentRuntime(def, bus, { log, faults: { duplicateRate: 0 } }).start();
       bus.deliver('tasks/t1/assign/agent-dup', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-dup')).toHaveLength(1));
       expect(log.lines.filter((l) => l.message.startsWith('fault injection'))).toEqual([]);
     });
   });
@@ -109,7 +109,7 @@ describe('agent runtime fault injection', () => {
         return originalSubscribe(filters);
       };
       await runtime.start();
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-dup')).toHaveLength(1));
       expect(calls).toEqual([1]);
       const [proposal] = bus.json('tasks/t9/proposal/agent-dup') as { decline?: boolean; steps?: unknown[] }[];
       expect(proposal?.decline).toBeUndefined();

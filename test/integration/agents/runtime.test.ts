@@ -25,8 +25,6 @@ let broker: LocalBroker;
 let stateDir: string;
 /** Publishes assignments and task status; the ACL lets only the orchestrator identity do so. */
 let orchestrator: MqttClient;
-/** Publishes requests, as clients do (the ACL refuses requests from the orchestrator). */
-let requester: MqttClient;
 
 function brokerLog(): string {
   try {
@@ -119,11 +117,9 @@ beforeAll(async () => {
   stateDir = mkdtempSync(join(tmpdir(), 'porchlight-agents-it-'));
   broker = await startLocalBroker({ stateDir });
   orchestrator = await connectAs('porchlight-orchestrator', 'orchestrator');
-  requester = await connectAs('client-requester-1', 'client');
 });
 
 afterAll(async () => {
-  await requester?.endAsync();
   await orchestrator?.endAsync();
   await broker?.stop();
   if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
@@ -155,19 +151,22 @@ describe('agent runtime over Mosquitto with mTLS', () => {
 
     it('answers a request with a proposal on its own proposal topic', async () => {
       const proposal = nextMessage(orchestrator, 'tasks/t-int-1/proposal/upper-1');
-      await requester.publishAsync('tasks/t-int-1/request', JSON.stringify({ goal: 'shout it', input: { text: 'hello mqtt' }, want: ['shouted'] }), { qos: 1 });
+      // Calls for bids are the orchestrator's to publish (clients submit on their own tree).
+      await orchestrator.publishAsync('tasks/t-int-1/request', JSON.stringify({ goal: 'shout it', input: { text: 'hello mqtt' }, want: ['shouted'] }), { qos: 1 });
       expect((await proposal).payload).toEqual({ v: 1, steps: [{ id: 'upper', skill: 'upper', consumes: ['text'], produces: ['shouted'], estUsd: 0.001, estMs: 20 }], note: 'shout it' });
     });
 
     it('executes a duplicated assignment once, streams progress, and publishes a retained output echoing the token, then telemetry', async () => {
-      const output = nextMessage(orchestrator, 'tasks/t-int-1/output/s1');
-      const progress = nextMessage(orchestrator, 'tasks/t-int-1/progress/s1');
+      const output = nextMessage(orchestrator, 'tasks/t-int-1/output/s1/upper-1');
+      const progress = nextMessage(orchestrator, 'tasks/t-int-1/progress/s1/upper-1');
       const telemetry = nextMessage(orchestrator, 'agents/upper-1/telemetry', (t) => (t as { executions?: number }).executions === 1);
       const payload = JSON.stringify(assignment('t-int-1', 's1'));
       await orchestrator.publishAsync('tasks/t-int-1/assign/upper-1', payload, { qos: 1 });
       await orchestrator.publishAsync('tasks/t-int-1/assign/upper-1', payload, { qos: 1 });
 
-      const out = StepOutput.parse((await output).payload);
+      const handedIn = await output;
+      expect(handedIn.retain).toBe(false);
+      const out = StepOutput.parse(handedIn.payload);
       expect(out).toMatchObject({ taskId: 't-int-1', stepId: 's1', epoch: 1, token: TOKEN, ok: true, output: { shouted: 'HELLO MQTT' } });
       expect(out.usage?.ms).toBeGreaterThanOrEqual(50);
       expect((await progress).payload).toMatchObject({ fraction: 0.5, message: 'half way', epoch: 1 });
@@ -175,9 +174,8 @@ describe('agent runtime over Mosquitto with mTLS', () => {
 
       const observer = await connectAs('client-observer-1', 'client');
       try {
-        const retained = await nextMessage(observer, 'tasks/t-int-1/output/s1');
-        expect(retained.retain).toBe(true);
-        expect(retained.payload).toMatchObject({ token: TOKEN });
+        // The hand-in is the orchestrator's alone: a client never sees an agent's output or its token.
+        await expect(nextMessage(observer, 'tasks/t-int-1/output/s1/upper-1', () => true, 2000)).rejects.toThrow(/no matching message/);
       } finally {
         await observer.endAsync();
       }
@@ -187,9 +185,9 @@ describe('agent runtime over Mosquitto with mTLS', () => {
 
     it('aborts a step when the task status turns canceled, without publishing an output', async () => {
       const outputs: string[] = [];
-      const collect = (topic: string) => topic === 'tasks/t-int-2/output/s1' && outputs.push(topic);
+      const collect = (topic: string) => topic === 'tasks/t-int-2/output/s1/upper-1' && outputs.push(topic);
       orchestrator.on('message', collect);
-      await orchestrator.subscribeAsync('tasks/t-int-2/output/s1', { qos: 1 });
+      await orchestrator.subscribeAsync('tasks/t-int-2/output/s1/upper-1', { qos: 1 });
       try {
         await orchestrator.publishAsync('tasks/t-int-2/assign/upper-1', JSON.stringify(assignment('t-int-2', 's1', 'wait')), { qos: 1 });
         await until(() => agent.stdout().includes('t-int-2/s1#1'), 'the waiting step to start');
@@ -210,7 +208,7 @@ describe('agent runtime over Mosquitto with mTLS', () => {
       try {
         const demo: unknown = JSON.parse(readFileSync(join(ROOT, 'agents/examples/demo-request.json'), 'utf8'));
         const proposal = nextMessage(orchestrator, 'tasks/t-demo-1/proposal/sql-it-1');
-        await requester.publishAsync('tasks/t-demo-1/request', JSON.stringify(demo), { qos: 1 });
+        await orchestrator.publishAsync('tasks/t-demo-1/request', JSON.stringify(demo), { qos: 1 });
         expect((await proposal).payload).toMatchObject({ steps: [{ skill: 'sql-optimiser', produces: ['optimised_sql', 'rows'] }] });
 
         const offline = nextMessage(orchestrator, 'agents/sql-it-1/status', hasState('offline'));

@@ -15,7 +15,7 @@ import { DynamoRegistry } from '../../../functions/adapters/dynamo-registry';
 import { startChaosAgent, type ChaosAgent } from '../../../bench/lib/chaos-scenario';
 import { waitForAgents } from '../../../cli/session';
 import { decodePayload, TaskResult } from '../../../core/schemas';
-import { topics } from '../../../core/topics';
+import { filters, topics } from '../../../core/topics';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/dynamodb';
 import { quietLog } from '../../../local/log';
 import { connectWithCertificate } from '../../../local/mqtt-connect';
@@ -24,11 +24,13 @@ import { startLocalStack, type LocalStack } from '../../../local/stack';
 jest.setTimeout(120_000);
 
 /** The first message on `topic` that `client` receives. */
-function nextOn(client: MqttClient, topic: string, timeoutMs = 20_000): Promise<Buffer> {
+/** The next non-empty message on `topic` (or one `topic` accepts). */
+function nextOn(client: MqttClient, topic: string | ((t: string, payload: Buffer) => boolean), timeoutMs = 20_000): Promise<Buffer> {
+  const accept = typeof topic === 'string' ? (t: string): boolean => t === topic : topic;
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nothing on ${topic} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(`nothing on ${typeof topic === 'string' ? topic : 'the awaited topic'} within ${timeoutMs} ms`)), timeoutMs);
     const onMessage = (t: string, payload: Buffer): void => {
-      if (t !== topic || payload.length === 0) return;
+      if (payload.length === 0 || !accept(t, payload)) return;
       clearTimeout(timer);
       client.off('message', onMessage);
       resolve(payload);
@@ -62,7 +64,7 @@ describe('local stack', () => {
         v: 1, goal: 'restart check', input: { seed: taskId }, want: ['a_effect', 'b_effect'], skills: ['chaos-a', 'chaos-b'], proposalWindowMs: 3000,
         cancelHash: createHash('sha256').update(randomBytes(16)).digest('hex'),
       };
-      await client.publishAsync(topics.taskRequest(taskId), JSON.stringify(request), { qos: 1 });
+      await client.publishAsync(topics.clientRequest('client-restart', taskId), JSON.stringify(request), { qos: 1 });
       return taskId;
     };
 
@@ -91,16 +93,17 @@ describe('local stack', () => {
       const publisher = await connect('restart-publisher', 'agent', { reconnectPeriod: 200 });
       // Reconnects only after a pause, so a message published meanwhile must wait in its session.
       const subscriber = await connect('client-restart-subscriber', 'client', { reconnectPeriod: 3000 });
-      await subscriber.subscribeAsync('tasks/+/progress/+', { qos: 1 });
+      await subscriber.subscribeAsync('agents/+/status', { qos: 1 });
       await publisher.publishAsync(topics.agentResume('restart-publisher'), JSON.stringify({ skills: ['x'], cost: { usd: 0, p95_ms: 1 }, region: 'local' }), { qos: 1, retain: true });
 
       await stack.restartBroker(200);
       expect(stack.faultCounts().brokerRestarts).toBe(1);
       await new Promise<void>((resolve) => publisher.once('connect', () => resolve()));
       expect(subscriber.connected).toBe(false);
-      const missed = nextOn(subscriber, 'tasks/gap/progress/s1');
-      await publisher.publishAsync('tasks/gap/progress/s1', '{"during":"the gap"}', { qos: 1 });
-      expect((await missed).toString()).toBe('{"during":"the gap"}');
+      const gapStatus = '{"state":"online","reason":"published during the gap"}';
+      const missed = nextOn(subscriber, (topic, payload) => topic === topics.agentStatus('restart-publisher') && payload.toString() === gapStatus);
+      await publisher.publishAsync(topics.agentStatus('restart-publisher'), gapStatus, { qos: 1 });
+      expect((await missed).toString()).toBe(gapStatus);
 
       const reader = await connect('client-restart-reader', 'client', { reconnectPeriod: 0 });
       const retained = nextOn(reader, topics.agentResume('restart-publisher'));
@@ -110,9 +113,9 @@ describe('local stack', () => {
 
     it('resumes the orchestrator and the agents: a task submitted after the restart completes', async () => {
       const client = await connect('client-restart', 'client', { reconnectPeriod: 500 });
-      await client.subscribeAsync('tasks/+/result', { qos: 1 });
+      await client.subscribeAsync(filters.clientResults('client-restart'), { qos: 1 });
       const before = await submit(client);
-      const first = nextOn(client, topics.taskResult(before), 60_000);
+      const first = nextOn(client, topics.clientResult('client-restart', before), 60_000);
       expect(decodePayload(TaskResult, await first, 'result').state).toBe('completed');
 
       await stack.restartBroker(500);
@@ -121,7 +124,7 @@ describe('local stack', () => {
       await new Promise((r) => setTimeout(r, 2000));
       await waitForAgents(new DynamoRegistry({ client: DynamoDBDocumentClient.from(dynamo), tableName: stack.tableName }), agents.map((a) => a.agentId), 30_000);
       const after = await submit(client);
-      const second = nextOn(client, topics.taskResult(after), 60_000);
+      const second = nextOn(client, topics.clientResult('client-restart', after), 60_000);
       const result = decodePayload(TaskResult, await second, 'result');
       expect(result.state).toBe('completed');
       expect(Object.keys(result.outputs).sort()).toEqual(['a_effect', 'b_effect']);

@@ -79,15 +79,17 @@ describe('local broker (Mosquitto with the local CA)', () => {
       await expect(snooped).resolves.toBe(false);
     });
 
-    it('lets only an accredited agent receive patient-data requests', async () => {
+    it('lets only an accredited agent receive patient-data calls for bids, and no client publish one', async () => {
       const accredited = await connectMqtt(broker, 'agent-gdpr', { accreditations: ['gdpr'] });
       const plain = await connectMqtt(broker, 'agent-plain');
       const client = await connectMqtt(broker, 'client-1', { accreditations: ['gdpr'] });
+      await expect(client.publishAsync('patient-data/t3/request', '{"v":1}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
+      const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
       await accredited.subscribeAsync('patient-data/+/request', { qos: 1 });
       await plain.subscribeAsync('patient-data/+/request', { qos: 1 });
       const seenByPlain = receivesWithin(plain, 'patient-data/t3/request', 1000);
       const seenByAccredited = nextMessage(accredited, 'patient-data/t3/request');
-      await client.publishAsync('patient-data/t3/request', '{"v":1}', { qos: 1 });
+      await orchestrator.publishAsync('patient-data/t3/request', '{"v":1}', { qos: 1 });
       await expect(seenByAccredited).resolves.toMatchObject({ topic: 'patient-data/t3/request' });
       await expect(seenByPlain).resolves.toBe(false);
     });
@@ -122,14 +124,14 @@ describe('local broker (Mosquitto with the local CA)', () => {
       await expect(connectObserver('not-the-password')).rejects.toBeInstanceOf(MqttConnectError);
     });
 
-    it('lets the observer read task status but not publish', async () => {
+    it('lets the observer read every task status but not publish', async () => {
       const observer = await connectObserver(broker.broker.mosquitto.observer.password);
       try {
-        await observer.subscribeAsync('tasks/+/status', { qos: 1 });
-        const status = nextMessage(observer, 'tasks/t5/status');
+        await observer.subscribeAsync('clients/+/tasks/+/status', { qos: 1 });
+        const status = nextMessage(observer, 'clients/client-5/tasks/t5/status');
         const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
-        await orchestrator.publishAsync('tasks/t5/status', '{"v":1}', { qos: 1 });
-        await expect(status).resolves.toMatchObject({ topic: 'tasks/t5/status' });
+        await orchestrator.publishAsync('clients/client-5/tasks/t5/status', '{"v":1}', { qos: 1 });
+        await expect(status).resolves.toMatchObject({ topic: 'clients/client-5/tasks/t5/status' });
         await expect(observer.publishAsync('tasks/t5/request', '{}', { qos: 1 })).rejects.toMatchObject({ code: 135 });
       } finally {
         await observer.endAsync(true);
@@ -192,19 +194,19 @@ describe('local broker (Mosquitto with the local CA)', () => {
       // offline session's subscriptions on a reload, which would hide what this test looks for.
       const client = await connectMqtt(broker, 'client-ws-1');
       const first = await connectOrchestrator([]);
-      await first.client.subscribeAsync('tasks/+/request', { qos: 1 });
+      await first.client.subscribeAsync('clients/+/tasks/+/request', { qos: 1 });
       await first.client.endAsync();
 
       const observer = await connectObserver(broker.broker.mosquitto.observer.password, { clientId: 'porchlight-orchestrator', clean: true });
       await observer.endAsync();
 
-      await client.publishAsync('tasks/t-ws-1/request', '{"v":1}', { qos: 1 });
+      await client.publishAsync('clients/client-ws-1/tasks/t-ws-1/request', '{"v":1}', { qos: 1 });
 
       const seen: string[] = [];
       const again = await connectOrchestrator(seen);
       try {
         expect(again.connack.sessionPresent).toBe(true);
-        await waitUntil('the request queued for the orchestrator', () => Promise.resolve(seen.includes('tasks/t-ws-1/request')), { timeoutMs: 10_000, intervalMs: 50 });
+        await waitUntil('the request queued for the orchestrator', () => Promise.resolve(seen.includes('clients/client-ws-1/tasks/t-ws-1/request')), { timeoutMs: 10_000, intervalMs: 50 });
       } finally {
         await again.client.endAsync(true);
       }

@@ -26,7 +26,7 @@ describe('data-plane shim', () => {
   describe('Publish through the real IoTDataPlaneClient', () => {
     it('publishes a retained message with MQTT 5 properties that a later subscriber receives', async () => {
       await iotData.send(new PublishCommand({
-        topic: 'tasks/t-shim-1/status',
+        topic: 'clients/client-watcher/tasks/t-shim-1/status',
         qos: 1,
         retain: true,
         payload: Buffer.from('{"v":1,"state":"submitted"}'),
@@ -39,8 +39,8 @@ describe('data-plane shim', () => {
 
       // Subscribing after the publish proves the broker kept it retained.
       const watcher = await connectMqtt(broker, 'client-watcher');
-      const received = nextMessage(watcher, 'tasks/t-shim-1/status');
-      await watcher.subscribeAsync('tasks/t-shim-1/status', { qos: 1 });
+      const received = nextMessage(watcher, 'clients/client-watcher/tasks/t-shim-1/status');
+      await watcher.subscribeAsync('clients/client-watcher/tasks/t-shim-1/status', { qos: 1 });
       const { payload, packet } = await received;
 
       expect(JSON.parse(payload.toString())).toEqual({ v: 1, state: 'submitted' });
@@ -54,20 +54,20 @@ describe('data-plane shim', () => {
     });
 
     it('clears a retained message when the payload is empty and retain is set', async () => {
-      await iotData.send(new PublishCommand({ topic: 'tasks/t-shim-2/status', qos: 1, retain: true, payload: Buffer.from('{"v":1}') }));
-      await iotData.send(new PublishCommand({ topic: 'tasks/t-shim-2/status', qos: 1, retain: true, payload: new Uint8Array(0) }));
+      await iotData.send(new PublishCommand({ topic: 'clients/client-watcher-2/tasks/t-shim-2/status', qos: 1, retain: true, payload: Buffer.from('{"v":1}') }));
+      await iotData.send(new PublishCommand({ topic: 'clients/client-watcher-2/tasks/t-shim-2/status', qos: 1, retain: true, payload: new Uint8Array(0) }));
 
       const watcher = await connectMqtt(broker, 'client-watcher-2');
-      const received = nextMessage(watcher, 'tasks/t-shim-2/status', 700).then(() => 'received', () => 'nothing');
-      await watcher.subscribeAsync('tasks/t-shim-2/status', { qos: 1 });
+      const received = nextMessage(watcher, 'clients/client-watcher-2/tasks/t-shim-2/status', 700).then(() => 'received', () => 'nothing');
+      await watcher.subscribeAsync('clients/client-watcher-2/tasks/t-shim-2/status', { qos: 1 });
       await expect(received).resolves.toBe('nothing');
     });
 
     it('delivers a QoS 0 publish without retain to a live subscriber', async () => {
       const watcher = await connectMqtt(broker, 'client-watcher-3');
-      await watcher.subscribeAsync('tasks/t-shim-3/result', { qos: 1 });
-      const received = nextMessage(watcher, 'tasks/t-shim-3/result');
-      await iotData.send(new PublishCommand({ topic: 'tasks/t-shim-3/result', qos: 0, payload: Buffer.from('{"v":1}') }));
+      await watcher.subscribeAsync('clients/client-watcher-3/tasks/t-shim-3/result', { qos: 1 });
+      const received = nextMessage(watcher, 'clients/client-watcher-3/tasks/t-shim-3/result');
+      await iotData.send(new PublishCommand({ topic: 'clients/client-watcher-3/tasks/t-shim-3/result', qos: 0, payload: Buffer.from('{"v":1}') }));
       const { packet } = await received;
       expect(packet.retain).toBe(false);
       expect(packet.qos).toBe(0);

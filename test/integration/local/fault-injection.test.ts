@@ -64,7 +64,7 @@ describe('local fault injection', () => {
       engine = await startRulesEngine({ mqtt: orchestrator, invoker, deadLetters: memoryDeadLetterSink(), sweeper: false, shareGroup: false, duplicateRate: 0.5, random: seededRandom(11) });
       const client = await connectMqtt(broker, 'client-dup', { kind: 'client' });
       const count = 40;
-      for (let i = 0; i < count; i += 1) await client.publishAsync(`tasks/d${i}/request`, `{"n":${i}}`, { qos: 1 });
+      for (let i = 0; i < count; i += 1) await client.publishAsync(`clients/client-dup/tasks/d${i}/request`, `{"n":${i}}`, { qos: 1 });
       await waitUntil('every message received', async () => engine?.received === count, { timeoutMs: 10_000, intervalMs: 20 });
       await engine.idle();
 

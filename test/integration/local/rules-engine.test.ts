@@ -81,8 +81,8 @@ describe('rules engine', () => {
     });
 
     it('hands the function the environment the invoker was given, read at module load', async () => {
-      await client.publishAsync('tasks/t-re-2/request', '{}', { qos: 1 });
-      const [record] = await recordsFor('tasks/t-re-2/request', 1);
+      await client.publishAsync('clients/client-a/tasks/t-re-2/request', '{}', { qos: 1 });
+      const [record] = await recordsFor('clients/client-a/tasks/t-re-2/request', 1);
       expect(record?.functionName).toBe('intake');
       expect(record?.tableAtLoad).toBe('table-from-the-stack-env');
     });
@@ -96,14 +96,14 @@ describe('rules engine', () => {
     });
 
     it('routes a patient-data request to intake like a tasks request', async () => {
-      await client.publishAsync('patient-data/t-re-3/request', '{}', { qos: 1 });
-      const [record] = await recordsFor('patient-data/t-re-3/request', 1);
+      await client.publishAsync('clients/client-a/patient-data/t-re-3/request', '{}', { qos: 1 });
+      const [record] = await recordsFor('clients/client-a/patient-data/t-re-3/request', 1);
       expect(record).toMatchObject({ functionName: 'intake', event: { taskId: 't-re-3' } });
     });
 
     it('invokes in arrival order for one task', async () => {
       for (const step of ['s1', 's2', 's3', 's4', 's5']) {
-        await agent.publishAsync(`tasks/t-re-4/output/${step}`, `{"step":"${step}"}`, { qos: 1 });
+        await agent.publishAsync(`tasks/t-re-4/output/${step}/agent-a`, `{"step":"${step}"}`, { qos: 1 });
       }
       await waitUntil('five outputs', async () => (await recorded()).filter((r) => r.event.topic.startsWith('tasks/t-re-4/')).length >= 5, { timeoutMs: 10_000 });
       const order = (await recorded()).filter((r) => r.event.topic.startsWith('tasks/t-re-4/')).map((r) => r.event.stepId);
@@ -113,22 +113,22 @@ describe('rules engine', () => {
 
   describe('failures', () => {
     it('retries a failed invocation and does not dead-letter it once it succeeds', async () => {
-      await client.publishAsync('tasks/fail-once-1/request', '{}', { qos: 1 });
-      const records = await recordsFor('tasks/fail-once-1/request', 2);
+      await client.publishAsync('clients/client-a/tasks/fail-once-1/request', '{}', { qos: 1 });
+      const records = await recordsFor('clients/client-a/tasks/fail-once-1/request', 2);
       await engine.idle();
       expect(records).toHaveLength(2);
-      expect(deadLetters.entries.filter((d) => (d.event as { topic?: string }).topic === 'tasks/fail-once-1/request')).toEqual([]);
+      expect(deadLetters.entries.filter((d) => (d.event as { topic?: string }).topic === 'clients/client-a/tasks/fail-once-1/request')).toEqual([]);
     });
 
     it('sends an event to the error destination after two retries', async () => {
-      await client.publishAsync('tasks/fail-always-1/cancel', '{}', { qos: 1 });
-      await recordsFor('tasks/fail-always-1/cancel', 3);
+      await client.publishAsync('clients/client-a/tasks/fail-always-1/cancel', '{}', { qos: 1 });
+      await recordsFor('clients/client-a/tasks/fail-always-1/cancel', 3);
       await engine.idle();
-      const entries = deadLetters.entries.filter((d: DeadLetter) => (d.event as { topic?: string }).topic === 'tasks/fail-always-1/cancel');
+      const entries = deadLetters.entries.filter((d: DeadLetter) => (d.event as { topic?: string }).topic === 'clients/client-a/tasks/fail-always-1/cancel');
       expect(entries).toEqual([
         expect.objectContaining({ source: 'rules-engine', functionName: 'progress', rule: 'porchlight_tasks_cancel', attempts: 3, error: expect.stringContaining('deliberate failure') }),
       ]);
-      expect(await recordsFor('tasks/fail-always-1/cancel', 3)).toHaveLength(3);
+      expect(await recordsFor('clients/client-a/tasks/fail-always-1/cancel', 3)).toHaveLength(3);
     });
   });
 

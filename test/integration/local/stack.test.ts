@@ -84,11 +84,11 @@ describe('local stack (real handlers)', () => {
 
     it('takes in a request, publishes its retained status through the shim, and closes the window from the timer queue', async () => {
       const client = await connectMqtt(t, 'client-stack-1');
-      const topic = 'tasks/t-stack-1/status';
+      const topic = 'clients/client-stack-1/tasks/t-stack-1/status';
       await client.subscribeAsync(topic, { qos: 1 });
       const statuses = collectStatuses(client, topic);
       const first = nextMessage(client, topic, 15_000);
-      await client.publishAsync('tasks/t-stack-1/request', JSON.stringify({ v: 1, goal: 'chart sales', want: ['chart'], skills: ['nl2chart'], proposalWindowMs: 300 }), { qos: 1 });
+      await client.publishAsync('clients/client-stack-1/tasks/t-stack-1/request', JSON.stringify({ v: 1, goal: 'chart sales', want: ['chart'], skills: ['nl2chart'], proposalWindowMs: 300 }), { qos: 1 });
 
       const { packet } = await first;
       expect(packet.properties?.contentType).toBe('application/json');
@@ -101,10 +101,10 @@ describe('local stack (real handlers)', () => {
 
     it('rejects a malformed request with a specific error and keeps running', async () => {
       const client = await connectMqtt(t, 'client-stack-2');
-      const topic = 'tasks/t-stack-2/status';
+      const topic = 'clients/client-stack-2/tasks/t-stack-2/status';
       await client.subscribeAsync(topic, { qos: 1 });
       const status = nextMessage(client, topic, 15_000);
-      await client.publishAsync('tasks/t-stack-2/request', '{"v":1,"goal":', { qos: 1 });
+      await client.publishAsync('clients/client-stack-2/tasks/t-stack-2/request', '{"v":1,"goal":', { qos: 1 });
       const snapshot = JSON.parse((await status).payload.toString()) as StatusSnapshot;
       expect(snapshot.state).toBe('rejected');
       expect(snapshot.errors.map((e) => e.code)).toContain('invalid-json');

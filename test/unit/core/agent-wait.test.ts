@@ -29,7 +29,7 @@ async function setState(h: Harness, agentId: string, state: AgentState): Promise
 
 async function submit(h: Harness, request: Record<string, unknown> = {}): Promise<void> {
   const body = { goal: 'write sql', input: { question: 'revenue?' }, want: ['sql'], skills: ['sql-optimiser'], ...request };
-  expect(await h.orchestrator.onRequest(inbound('tasks/t1/request', body))).toMatchObject({ status: 'accepted' });
+  expect(await h.orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', body))).toMatchObject({ status: 'accepted' });
 }
 
 /** Two agents with the skill (sql-a cheaper), one task whose only step went to sql-a. */
@@ -47,11 +47,11 @@ function assignments(h: Harness, agentId: string): Assignment[] {
 }
 
 function output(a: Assignment) {
-  return inbound(`tasks/t1/output/${a.stepId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } });
+  return inbound(`tasks/t1/output/${a.stepId}/${a.agentId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } });
 }
 
 function status(h: Harness): TaskStatus {
-  return TaskStatus.parse(h.publisher.retained.get('tasks/t1/status'));
+  return TaskStatus.parse(h.publisher.retained.get('clients/client-1/tasks/t1/status'));
 }
 
 async function stored(h: Harness) {
@@ -92,10 +92,10 @@ describe('waiting for agents through core', () => {
       const h = harness();
       await plannedWhileOffline(h);
       const since = h.clock.now();
-      const statuses = h.publisher.on('tasks/t1/status').length;
+      const statuses = h.publisher.on('clients/client-1/tasks/t1/status').length;
 
       await elapse(h, h.config.dispatchRetryMs);
-      expect(h.publisher.on('tasks/t1/status')).toHaveLength(statuses);
+      expect(h.publisher.on('clients/client-1/tasks/t1/status')).toHaveLength(statuses);
       expect((await stored(h)).steps.s1).toMatchObject({ state: 'pending', waitingSince: since, dispatchRetryAt: h.clock.now() + h.config.dispatchRetryMs });
       expect(h.timer.of('dispatch', 't1')).toHaveLength(1);
 
@@ -188,7 +188,7 @@ describe('waiting for agents through core', () => {
         code: 'agent-wait-expired', stepId: 's1',
         message: 'step s1 (sql-optimiser) gave up waiting for an agent after 5000 ms (limit 5000 ms); it waited for sql-a (agent is offline), sql-b (agent is offline)',
       });
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result')).reason).toMatch(/waited for sql-a \(agent is offline\), sql-b \(agent is offline\)/);
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result')).reason).toMatch(/waited for sql-a \(agent is offline\), sql-b \(agent is offline\)/);
     });
 
     it('fails at the deadline first when it comes sooner, saying which step was waiting', async () => {
@@ -219,7 +219,7 @@ describe('waiting for agents through core', () => {
       await assignedToA(h, { constraints: { region: 'eu-central-1' } }, 'us-east-1');
       await setState(h, 'sql-b', 'offline');
       const [a] = assignments(h, 'sql-a');
-      const failure = inbound('tasks/t1/output/s1', { taskId: 't1', stepId: 's1', epoch: a!.epoch, token: a!.token, ok: false, error: { code: 'boom', message: 'flaky tool', retryable: true } });
+      const failure = inbound(`tasks/t1/output/s1/${a!.agentId}`, { taskId: 't1', stepId: 's1', epoch: a!.epoch, token: a!.token, ok: false, error: { code: 'boom', message: 'flaky tool', retryable: true } });
       expect(await h.orchestrator.onOutput(failure)).toMatchObject({ status: 'accepted' });
       const st = status(h);
       expect(st.state).toBe('failed');

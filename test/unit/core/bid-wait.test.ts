@@ -28,15 +28,15 @@ async function setState(h: Harness, agentId: string, state: AgentState): Promise
 
 async function submit(h: Harness, request: Record<string, unknown> = {}): Promise<void> {
   const body = { goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'], skills: ['sql', 'chart'], ...request };
-  expect(await h.orchestrator.onRequest(inbound('tasks/t1/request', body))).toMatchObject({ status: 'accepted' });
+  expect(await h.orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', body))).toMatchObject({ status: 'accepted' });
 }
 
 function status(h: Harness): TaskStatus {
-  return TaskStatus.parse(h.publisher.retained.get('tasks/t1/status'));
+  return TaskStatus.parse(h.publisher.retained.get('clients/client-1/tasks/t1/status'));
 }
 
 function result(h: Harness): TaskResult | undefined {
-  const r = h.publisher.retained.get('tasks/t1/result');
+  const r = h.publisher.retained.get('clients/client-1/tasks/t1/result');
   return r === undefined ? undefined : TaskResult.parse(r);
 }
 
@@ -82,9 +82,9 @@ describe('the proposal window under load', () => {
       expect(status(h).waitingForBids).toBeUndefined();
       expect(assignments(h, 'sql-bot')).toHaveLength(1);
       const a = assignments(h, 'sql-bot')[0]!;
-      await h.orchestrator.onOutput(inbound(`tasks/t1/output/${a.stepId}`, { taskId: 't1', stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } }));
+      await h.orchestrator.onOutput(inbound(`tasks/t1/output/${a.stepId}/${a.agentId}`, { taskId: 't1', stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } }));
       const b = assignments(h, 'chart-bot')[0]!;
-      await h.orchestrator.onOutput(inbound(`tasks/t1/output/${b.stepId}`, { taskId: 't1', stepId: b.stepId, epoch: b.epoch, token: b.token, ok: true, output: { chart: '<svg/>' } }));
+      await h.orchestrator.onOutput(inbound(`tasks/t1/output/${b.stepId}/${b.agentId}`, { taskId: 't1', stepId: b.stepId, epoch: b.epoch, token: b.token, ok: true, output: { chart: '<svg/>' } }));
       expect(result(h)).toMatchObject({ state: 'completed', outputs: { chart: '<svg/>' } });
     });
 
@@ -158,10 +158,10 @@ describe('the proposal window under load', () => {
     it('publishes no new status while a re-check changes nothing', async () => {
       const h = harness();
       await closedWithoutChart(h);
-      const before = h.publisher.on('tasks/t1/status').length;
+      const before = h.publisher.on('clients/client-1/tasks/t1/status').length;
       await elapse(h, 1_000);
       await elapse(h, 1_000);
-      expect(h.publisher.on('tasks/t1/status')).toHaveLength(before);
+      expect(h.publisher.on('clients/client-1/tasks/t1/status')).toHaveLength(before);
       expect(status(h).waitingForBids?.agents).toEqual(['chart-bot']);
     });
 

@@ -62,9 +62,9 @@ describe('decodePayload', () => {
         tasks, registry: new InMemoryRegistry(), publisher, timer: new ManualTimer(), clock: new ManualClock(), ids: new SequentialIds(), config: DEFAULT_ORCHESTRATOR_CONFIG,
       });
       const text = `{"goal":"g","want":["x"],"input":{"a":${nestedArrays(30_000)}}}`;
-      await expect(orchestrator.onRequest(inbound('tasks/t1/request', text))).resolves.toMatchObject({ status: 'rejected', code: 'invalid-payload' });
+      await expect(orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', text))).resolves.toMatchObject({ status: 'rejected', code: 'invalid-payload' });
       expect(tasks.size).toBe(0);
-      expect(publisher.last('tasks/t1/status')).toMatchObject({ state: 'rejected' });
+      expect(publisher.last('clients/client-1/tasks/t1/status')).toMatchObject({ state: 'rejected' });
     });
   });
 

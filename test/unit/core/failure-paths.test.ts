@@ -28,7 +28,7 @@ const resume = (usd: number): Resume => ({ v: 1, skills: ['sql-optimiser'], cost
 async function assignedToA(h: Harness, request: Record<string, unknown> = {}): Promise<Assignment> {
   expect(await h.service.onResume(inbound('agents/sql-a/resume', resume(0.01)))).toMatchObject({ status: 'accepted' });
   expect(await h.service.onResume(inbound('agents/sql-b/resume', resume(0.05)))).toMatchObject({ status: 'accepted' });
-  await h.orchestrator.onRequest(inbound('tasks/t1/request', {
+  await h.orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', {
     goal: 'write sql', input: { question: 'revenue?' }, want: ['sql'], skills: ['sql-optimiser'], cancelHash: sha256('secret-123'), ...request,
   }));
   const bid = { steps: [{ id: 'write', skill: 'sql-optimiser', consumes: ['question'], produces: ['sql'], estUsd: 0.01, estMs: 300 }] };
@@ -42,11 +42,11 @@ function assignment(h: Harness, agentId: string): Assignment {
 }
 
 function output(a: Assignment, opts: { clientId?: string } = {}) {
-  return inbound(`tasks/t1/output/${a.stepId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } }, opts);
+  return inbound(`tasks/t1/output/${a.stepId}/${a.agentId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } }, opts);
 }
 
 function status(h: Harness): TaskStatus {
-  return TaskStatus.parse(h.publisher.retained.get('tasks/t1/status'));
+  return TaskStatus.parse(h.publisher.retained.get('clients/client-1/tasks/t1/status'));
 }
 
 function notices(h: Harness, agentId: string): RejectNotice[] {
@@ -108,7 +108,7 @@ describe('failure paths through core', () => {
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.plan?.steps[0]?.state).toBe('canceled');
       expect(st.errors.at(-1)).toMatchObject({ code: 'step-failed', stepId: 's1', message: expect.stringMatching(/step s1 \(sql-optimiser\) failed after 2 attempt\(s\)/) });
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result')).reason).toMatch(/failed after 2 attempt/);
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result')).reason).toMatch(/failed after 2 attempt/);
     });
   });
 
@@ -156,7 +156,7 @@ describe('failure paths through core', () => {
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.plan?.steps.map((s) => s.state)).toEqual(['canceled']);
       expect(st.errors.at(-1)).toMatchObject({ code: 'deadline-passed' });
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result'))).toMatchObject({ state: 'failed', reason: expect.stringMatching(/deadline passed/) });
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'))).toMatchObject({ state: 'failed', reason: expect.stringMatching(/deadline passed/) });
       expect(await h.tasks.tasksAssignedTo('sql-a')).toEqual([]);
 
       expect(await h.orchestrator.onOutput(output(first, { clientId: 'sql-a' }))).toMatchObject({ status: 'rejected', code: 'invalid-state' });
@@ -168,7 +168,7 @@ describe('failure paths through core', () => {
     it('refuses the assignee\'s output after a cancel, telling it why', async () => {
       const h = harness();
       const first = await assignedToA(h);
-      expect(await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: 'secret-123' }, { clientId: 'client-1' }))).toMatchObject({ status: 'accepted' });
+      expect(await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: 'secret-123' }, { clientId: 'client-1' }))).toMatchObject({ status: 'accepted' });
       expect(status(h).plan?.steps.map((s) => s.state)).toEqual(['canceled']);
       expect(await h.orchestrator.onOutput(output(first, { clientId: 'sql-a' }))).toMatchObject({ status: 'rejected', code: 'invalid-state' });
       expect(notices(h, 'sql-a')[0]?.message).toMatch(/is canceled/);
@@ -184,12 +184,14 @@ describe('failure paths through core', () => {
       const retention = h.timer.of('retention', 't1')[0]!;
       expect(retention.dueAt).toBe(done.finishedAt! + 60_000);
       expect(done.expiresAt! * 1000).toBeGreaterThan(retention.dueAt);
-      expect([...h.publisher.retained.keys()].filter((t) => t.startsWith('tasks/t1/')).sort()).toEqual(['tasks/t1/result', 'tasks/t1/status']);
+      expect([...h.publisher.retained.keys()].filter((t) => t.includes('tasks/t1/')).sort()).toEqual([
+        'clients/client-1/tasks/t1/output/s1', 'clients/client-1/tasks/t1/result', 'clients/client-1/tasks/t1/status', 'tasks/t1/status',
+      ]);
 
       h.clock.set(retention.dueAt);
       expect(await h.orchestrator.onTimer(retention.event)).toMatchObject({ status: 'accepted' });
       const cleared = h.publisher.messages.filter((m) => m.payload === null && m.retain).map((m) => m.topic).sort();
-      expect(cleared).toEqual(['tasks/t1/output/s1', 'tasks/t1/result', 'tasks/t1/status']);
+      expect(cleared).toEqual(['clients/client-1/tasks/t1/output/s1', 'clients/client-1/tasks/t1/result', 'clients/client-1/tasks/t1/status', 'tasks/t1/status']);
       expect([...h.publisher.retained.keys()].filter((t) => t.startsWith('tasks/t1/'))).toEqual([]);
     });
   });

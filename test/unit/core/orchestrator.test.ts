@@ -1,8 +1,9 @@
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../../core/orchestrator';
 import type { OutboundMessage } from '../../../core/model';
 import {
-  Assignment, MAX_PAYLOAD_BYTES, RejectNotice, TaskResult, TaskStatus, type ProposedStep, type Resume,
+  AcceptedOutput, Assignment, MAX_PAYLOAD_BYTES, RejectNotice, TaskRequest, TaskResult, TaskStatus, type ProposedStep, type Resume,
 } from '../../../core/schemas';
+import { parseTopic } from '../../../core/topics';
 import {
   inbound, orchestratorHarness, sha256Hex as sha256,
 } from '../../helpers/in-memory-ports';
@@ -41,7 +42,7 @@ function request(extra: Record<string, unknown> = {}): Record<string, unknown> {
 }
 
 async function submit(h: Harness, taskId = 't1', extra: Record<string, unknown> = {}) {
-  return h.orchestrator.onRequest(inbound(`tasks/${taskId}/request`, request(extra)));
+  return h.orchestrator.onRequest(inbound(`clients/client-1/tasks/${taskId}/request`, request(extra)));
 }
 
 async function propose(h: Harness, taskId: string, agentId: string, steps: ProposedStep[], opts: { clientId?: string } = {}) {
@@ -55,17 +56,22 @@ function assignmentOf(h: Harness, taskId: string, agentId: string): Assignment {
 }
 
 function outputMsg(a: Assignment, body: { ok: true; output: Record<string, unknown> } | { ok: false; error: { code: string; message: string; retryable?: boolean } }, opts: { clientId?: string; token?: string; epoch?: number } = {}) {
-  return inbound(`tasks/${a.taskId}/output/${a.stepId}`, {
+  // A pool step has no assignee in its assignment: whoever handles it hands in under its own id.
+  return inbound(`tasks/${a.taskId}/output/${a.stepId}/${a.agentId ?? opts.clientId}`, {
     taskId: a.taskId, stepId: a.stepId, epoch: opts.epoch ?? a.epoch, token: opts.token ?? a.token, usage: { usd: 0.01, ms: 120 }, ...body,
   }, opts.clientId !== undefined ? { clientId: opts.clientId } : {});
 }
 
 function status(h: Harness, taskId = 't1'): TaskStatus {
-  return TaskStatus.parse(h.publisher.retained.get(`tasks/${taskId}/status`));
+  return TaskStatus.parse(h.publisher.retained.get(`clients/client-1/tasks/${taskId}/status`));
 }
 
 function notices(h: Harness, agentId: string): RejectNotice[] {
   return h.publisher.on(`agents/${agentId}/errors`).map((m) => RejectNotice.parse(m.payload));
+}
+
+function clientNotices(h: Harness, clientId: string): RejectNotice[] {
+  return h.publisher.on(`clients/${clientId}/errors`).map((m) => RejectNotice.parse(m.payload));
 }
 
 /** Two agents, a task, both proposals in: the window closes early and s1 goes to sql-agent. */
@@ -81,12 +87,16 @@ async function planned(h: Harness, taskId = 't1'): Promise<void> {
 function expectWireValid(messages: readonly OutboundMessage[]): void {
   for (const m of messages) {
     if (m.payload === null) continue;
-    const kind = m.topic.split('/')[2];
-    if (m.topic.startsWith('agents/') && m.topic.endsWith('/errors')) RejectNotice.parse(m.payload);
-    else if (kind === 'status') TaskStatus.parse(m.payload);
-    else if (kind === 'result') TaskResult.parse(m.payload);
-    else if (kind === 'assign' || kind === 'pool') Assignment.parse(m.payload);
-    else throw new Error(`unexpected topic ${m.topic}`);
+    const parsed = parseTopic(m.topic);
+    switch (parsed.kind) {
+      case 'agent-errors': case 'client-errors': RejectNotice.parse(m.payload); break;
+      case 'task-status': case 'client-status': TaskStatus.parse(m.payload); break;
+      case 'client-result': TaskResult.parse(m.payload); break;
+      case 'client-output': AcceptedOutput.parse(m.payload); break;
+      case 'task-request': TaskRequest.parse(m.payload); break;
+      case 'task-assign': case 'task-pool': Assignment.parse(m.payload); break;
+      default: throw new Error(`unexpected topic ${m.topic}`);
+    }
   }
 }
 
@@ -113,7 +123,7 @@ describe('Orchestrator', () => {
       expect(a2.inputs).toEqual({ sql: 'SELECT 1' });
 
       expect(await h.orchestrator.onOutput(outputMsg(a2, { ok: true, output: { chart: { mark: 'bar' } } }))).toMatchObject({ status: 'accepted' });
-      const result = TaskResult.parse(h.publisher.retained.get('tasks/t1/result'));
+      const result = TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'));
       expect(result).toMatchObject({ state: 'completed', outputs: { chart: { mark: 'bar' } }, usage: { usd: 0.02, ms: 240, steps: 2 } });
       const final = status(h);
       expect(final).toMatchObject({ state: 'completed', phase: 'done' });
@@ -132,7 +142,7 @@ describe('Orchestrator', () => {
       await h.orchestrator.onOutput(outputMsg(assignmentOf(h, 't1', 'sql-agent'), { ok: true, output: { sql: 'q' } }));
       await h.orchestrator.onOutput(outputMsg(assignmentOf(h, 't1', 'chart-agent'), { ok: true, output: { chart: 1 } }));
       const topics = h.publisher.messages.map((m) => m.topic);
-      expect(topics.lastIndexOf('tasks/t1/result')).toBeLessThan(topics.lastIndexOf('tasks/t1/status'));
+      expect(topics.lastIndexOf('clients/client-1/tasks/t1/result')).toBeLessThan(topics.lastIndexOf('clients/client-1/tasks/t1/status'));
     });
   });
 
@@ -168,25 +178,25 @@ describe('Orchestrator', () => {
       ['a deadline in the past', JSON.stringify(request({ constraints: { deadline: '2000-01-01T00:00:00Z' } })), 'invalid-payload', /already passed/],
     ])('rejects %s with a rejected status and result and stores nothing', async (_name, payload, code, message) => {
       const h = harness();
-      const outcome = await h.orchestrator.onRequest(inbound('tasks/t1/request', payload));
+      const outcome = await h.orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', payload));
       expect(outcome).toMatchObject({ status: 'rejected', code });
       expect(h.tasks.size).toBe(0);
       const st = status(h);
       expect(st).toMatchObject({ state: 'rejected', phase: 'done' });
       expect(st.errors[0]?.code).toBe(code);
       expect(st.errors[0]?.message).toMatch(message);
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result'))).toMatchObject({ state: 'rejected' });
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'))).toMatchObject({ state: 'rejected' });
       expect(h.timer.scheduled).toEqual([]);
-      expect(h.publisher.messages.map((m) => m.topic).sort()).toEqual(['tasks/t1/result', 'tasks/t1/status']);
+      expect(h.publisher.messages.map((m) => m.topic).sort()).toEqual(['clients/client-1/tasks/t1/result', 'clients/client-1/tasks/t1/status']);
     });
 
     it('rejects a phi request under patient-data/ only when the topic root is wrong', async () => {
       const h = harness();
-      const ok = await h.orchestrator.onRequest(inbound('patient-data/p1/request', request({ constraints: { dataClasses: ['phi'] } })));
+      const ok = await h.orchestrator.onRequest(inbound('clients/client-1/patient-data/p1/request', request({ constraints: { dataClasses: ['phi'] } })));
       expect(ok).toMatchObject({ status: 'accepted' });
       expect((await h.tasks.get('p1'))?.taskRoot).toBe('patient-data');
-      expect(h.publisher.retained.get('patient-data/p1/status')).toBeDefined();
-      const bad = await h.orchestrator.onRequest(inbound('patient-data/p2/request', request()));
+      expect(h.publisher.retained.get('clients/client-1/patient-data/p1/status')).toBeDefined();
+      const bad = await h.orchestrator.onRequest(inbound('clients/client-1/patient-data/p2/request', request()));
       expect(bad).toMatchObject({ status: 'rejected', code: 'invalid-payload', message: expect.stringMatching(/under tasks\//) });
     });
 
@@ -211,20 +221,21 @@ describe('Orchestrator', () => {
       const h = harness();
       await submit(h);
       const before = await h.tasks.get('t1');
-      const statusBefore = h.publisher.retained.get('tasks/t1/status');
-      const outcome = await h.orchestrator.onRequest(inbound('tasks/t1/request', request({ goal: 'something else' }), { clientId: 'client-7' }));
+      const statusBefore = h.publisher.retained.get('clients/client-1/tasks/t1/status');
+      const outcome = await h.orchestrator.onRequest(inbound('clients/client-7/tasks/t1/request', request({ goal: 'something else' }), { clientId: 'client-7' }));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'duplicate-task' });
       expect(await h.tasks.get('t1')).toEqual(before);
-      expect(h.publisher.retained.get('tasks/t1/status')).toEqual(statusBefore);
-      expect(notices(h, 'client-7')[0]).toMatchObject({ code: 'duplicate-task', taskId: 't1' });
+      expect(h.publisher.retained.get('clients/client-1/tasks/t1/status')).toEqual(statusBefore);
+      expect(h.publisher.on('clients/client-7/tasks/#')).toEqual([]);
+      expect(clientNotices(h, 'client-7')[0]).toMatchObject({ code: 'duplicate-task', taskId: 't1' });
     });
 
     it('does not overwrite a live task\'s status with the rejection of a malformed request for the same id', async () => {
       const h = harness();
       await submit(h);
-      const statusBefore = h.publisher.retained.get('tasks/t1/status');
-      expect(await h.orchestrator.onRequest(inbound('tasks/t1/request', 'not json'))).toMatchObject({ status: 'rejected', code: 'duplicate-task' });
-      expect(h.publisher.retained.get('tasks/t1/status')).toEqual(statusBefore);
+      const statusBefore = h.publisher.retained.get('clients/client-1/tasks/t1/status');
+      expect(await h.orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', 'not json'))).toMatchObject({ status: 'rejected', code: 'duplicate-task' });
+      expect(h.publisher.retained.get('clients/client-1/tasks/t1/status')).toEqual(statusBefore);
     });
   });
 
@@ -283,7 +294,7 @@ describe('Orchestrator', () => {
       const st = status(h);
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.errors[0]).toMatchObject({ code: 'unsatisfiable', message: expect.stringMatching(/chart/) });
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result'))).toMatchObject({ state: 'failed', reason: expect.stringMatching(/no plan/) });
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'))).toMatchObject({ state: 'failed', reason: expect.stringMatching(/no plan/) });
     });
 
     it('rejects a proposal whose client id is not the agent in the topic, telling the publisher', async () => {
@@ -420,7 +431,7 @@ describe('Orchestrator', () => {
     it('ignores an empty payload (a cleared retained output)', async () => {
       const h = harness();
       await planned(h);
-      expect(await h.orchestrator.onOutput(inbound('tasks/t1/output/s1', ''))).toMatchObject({ status: 'ignored' });
+      expect(await h.orchestrator.onOutput(inbound('tasks/t1/output/s1/sql-agent', ''))).toMatchObject({ status: 'ignored' });
     });
 
     it.each([
@@ -430,14 +441,14 @@ describe('Orchestrator', () => {
       const h = harness();
       await planned(h);
       const a1 = assignmentOf(h, 't1', 'sql-agent');
-      expect(await h.orchestrator.onOutput(inbound(`tasks/t1/output/${a1.stepId}`, payload))).toMatchObject({ status: 'rejected', code });
+      expect(await h.orchestrator.onOutput(inbound(`tasks/t1/output/${a1.stepId}/${a1.agentId}`, payload))).toMatchObject({ status: 'rejected', code });
       expect(notices(h, 'sql-agent')[0]?.code).toBe(code);
     });
 
     it('rejects an output for an unknown task', async () => {
       const h = harness();
       const fake = { taskId: 'ghost', stepId: 's1', epoch: 1, token: 'x'.repeat(20), ok: true, output: {} };
-      expect(await h.orchestrator.onOutput(inbound('tasks/ghost/output/s1', fake, { clientId: 'sql-agent' }))).toMatchObject({ status: 'rejected', code: 'unknown-task' });
+      expect(await h.orchestrator.onOutput(inbound('tasks/ghost/output/s1/sql-agent', fake, { clientId: 'sql-agent' }))).toMatchObject({ status: 'rejected', code: 'unknown-task' });
       expect(notices(h, 'sql-agent')[0]?.code).toBe('unknown-task');
     });
 
@@ -456,7 +467,7 @@ describe('Orchestrator', () => {
       const st = status(h);
       expect(st.state).toBe('failed');
       expect(st.errors.at(-1)?.message).toMatch(/failed after 2 attempt\(s\); last error: still down/);
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result'))).toMatchObject({ state: 'failed', usage: { usd: 0.02, steps: 0 } });
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'))).toMatchObject({ state: 'failed', usage: { usd: 0.02, steps: 0 } });
       expect(h.publisher.on('tasks/t1/assign/sql-agent')).toHaveLength(1);
     });
 
@@ -566,9 +577,9 @@ describe('Orchestrator', () => {
     it('refuses a cancel for a task submitted without cancelHash', async () => {
       const h = harness();
       await submit(h, 't1', { cancelHash: undefined });
-      const outcome = await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: SECRET }, { clientId: 'client-1' }));
+      const outcome = await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET }, { clientId: 'client-1' }));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'not-authorized', message: expect.stringMatching(/submitted without cancelHash/) });
-      expect(notices(h, 'client-1')[0]?.code).toBe('not-authorized');
+      expect(clientNotices(h, 'client-1')[0]?.code).toBe('not-authorized');
       expect(status(h).state).toBe('submitted');
     });
 
@@ -576,27 +587,27 @@ describe('Orchestrator', () => {
       const h = harness();
       await planned(h);
       const before = await h.tasks.get('t1');
-      expect(await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: 'wrong-secret' }))).toMatchObject({ status: 'rejected', code: 'not-authorized' });
+      expect(await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: 'wrong-secret' }))).toMatchObject({ status: 'rejected', code: 'not-authorized' });
       expect(await h.tasks.get('t1')).toEqual(before);
     });
 
     it('refuses a malformed cancel and a cancel for an unknown task', async () => {
       const h = harness();
-      expect(await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: 'x' }))).toMatchObject({ status: 'rejected', code: 'invalid-payload' });
-      expect(await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: SECRET }))).toMatchObject({ status: 'rejected', code: 'unknown-task' });
+      expect(await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: 'x' }))).toMatchObject({ status: 'rejected', code: 'invalid-payload' });
+      expect(await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET }))).toMatchObject({ status: 'rejected', code: 'unknown-task' });
     });
 
     it('cancels the task and every active step with the right secret; a repeat is a duplicate', async () => {
       const h = harness();
       await planned(h);
-      const outcome = await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: SECRET, reason: 'changed my mind' }));
+      const outcome = await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET, reason: 'changed my mind' }));
       expect(outcome).toMatchObject({ status: 'accepted' });
       const st = status(h);
       expect(st.state).toBe('canceled');
       expect(st.plan?.steps.map((s) => s.state)).toEqual(['canceled', 'canceled']);
-      expect(TaskResult.parse(h.publisher.retained.get('tasks/t1/result'))).toMatchObject({ state: 'canceled', reason: 'canceled by the client: changed my mind' });
+      expect(TaskResult.parse(h.publisher.retained.get('clients/client-1/tasks/t1/result'))).toMatchObject({ state: 'canceled', reason: 'canceled by the client: changed my mind' });
       const published = h.publisher.messages.length;
-      expect(await h.orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: SECRET, reason: 'changed my mind' }))).toMatchObject({ status: 'duplicate' });
+      expect(await h.orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET, reason: 'changed my mind' }))).toMatchObject({ status: 'duplicate' });
       expect(h.publisher.messages).toHaveLength(published);
       const a1 = assignmentOf(h, 't1', 'sql-agent');
       expect(await h.orchestrator.onOutput(outputMsg(a1, { ok: true, output: { sql: 'x' } }))).toMatchObject({ status: 'rejected', code: 'invalid-state' });
@@ -606,7 +617,7 @@ describe('Orchestrator', () => {
       const h = harness();
       const orchestrator = new Orchestrator({ tasks: h.tasks, registry: h.registry, publisher: h.publisher, timer: h.timer, clock: h.clock, ids: h.ids, config: h.config });
       await submit(h);
-      expect(await orchestrator.onCancel(inbound('tasks/t1/cancel', { secret: SECRET }))).toMatchObject({ status: 'rejected', code: 'config' });
+      expect(await orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET }))).toMatchObject({ status: 'rejected', code: 'config' });
     });
   });
 
@@ -652,9 +663,10 @@ describe('Orchestrator', () => {
       expect(await h.orchestrator.onTimer(retention.event)).toMatchObject({ status: 'accepted' });
       const clears = h.publisher.messages.filter((m) => m.payload === null);
       expect(clears.map((m) => [m.topic, m.retain])).toEqual([
-        [`tasks/t1/output/${a.stepId}`, true], ['tasks/t1/result', true], ['tasks/t1/status', true],
+        [`clients/client-1/tasks/t1/output/${a.stepId}`, true], ['clients/client-1/tasks/t1/result', true], ['clients/client-1/tasks/t1/status', true],
+        ['tasks/t1/status', true],
       ]);
-      expect(h.publisher.retained.has('tasks/t1/status')).toBe(false);
+      expect(h.publisher.retained.has('clients/client-1/tasks/t1/status')).toBe(false);
       const published = h.publisher.messages.length;
       expect(await h.orchestrator.onTimer(retention.event)).toMatchObject({ status: 'ignored' });
       expect(h.publisher.messages).toHaveLength(published);
@@ -690,7 +702,7 @@ describe('Orchestrator', () => {
       expect(await h.orchestrator.onOutput(outputMsg(a1, { ok: true, output: { sql: 'x' } }))).toMatchObject({ status: 'accepted' });
       expect(h.publisher.on('tasks/t1/assign/chart-agent')).toEqual([]);
       const stored = await h.tasks.get('t1');
-      expect(stored?.outbox.map((m) => m.topic)).toEqual(['tasks/t1/assign/chart-agent', 'tasks/t1/status']);
+      expect(stored?.outbox.map((m) => m.topic)).toEqual(['tasks/t1/assign/chart-agent', 'clients/client-1/tasks/t1/status']);
 
       expect(await h.orchestrator.sweep()).toEqual({ examined: 1, advanced: 1 });
       expect(assignmentOf(h, 't1', 'chart-agent').epoch).toBe(1);

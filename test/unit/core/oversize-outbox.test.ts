@@ -27,21 +27,21 @@ describe('outbox with a message over the broker payload limit', () => {
     it('skips it, reports it in dropped, and publishes what follows in order', async () => {
       const publisher = new LimitedPublisher();
       const messages: OutboundMessage[] = [
-        { topic: 'tasks/t1/result', payload: { pad: big('x') + big('y') }, qos: 1, retain: true },
-        { topic: 'tasks/t1/status', payload: { state: 'completed' }, qos: 1, retain: true },
+        { topic: 'clients/client-1/tasks/t1/result', payload: { pad: big('x') + big('y') }, qos: 1, retain: true },
+        { topic: 'clients/client-1/tasks/t1/status', payload: { state: 'completed' }, qos: 1, retain: true },
       ];
       const result = await flush(publisher, messages);
-      expect(result.published.map((m) => m.topic)).toEqual(['tasks/t1/status']);
+      expect(result.published.map((m) => m.topic)).toEqual(['clients/client-1/tasks/t1/status']);
       expect(result.remaining).toEqual([]);
-      expect(result.dropped.map((d) => [d.message.topic, d.error.code])).toEqual([['tasks/t1/result', 'payload-too-large']]);
+      expect(result.dropped.map((d) => [d.message.topic, d.error.code])).toEqual([['clients/client-1/tasks/t1/result', 'payload-too-large']]);
     });
 
     it('still stops at a failure a retry may fix, keeping the rest', async () => {
       const publisher = new LimitedPublisher();
       publisher.failNext(1);
       const messages: OutboundMessage[] = [
-        { topic: 'tasks/t1/result', payload: {}, qos: 1, retain: true },
-        { topic: 'tasks/t1/status', payload: {}, qos: 1, retain: true },
+        { topic: 'clients/client-1/tasks/t1/result', payload: {}, qos: 1, retain: true },
+        { topic: 'clients/client-1/tasks/t1/status', payload: {}, qos: 1, retain: true },
       ];
       const result = await flush(publisher, messages);
       expect(result.remaining).toEqual(messages);
@@ -62,7 +62,7 @@ describe('outbox with a message over the broker payload limit', () => {
       });
       const resume: Resume = { v: 1, skills: ['gen'], cost: { usd: 0.01, p95_ms: 10 }, region: 'eu-central-1', accredit: [] };
       await registry.putResume('gen-agent', resume, { verified: [], unverified: [] }, clock.now());
-      await orchestrator.onRequest(inbound('tasks/t1/request', { goal: 'two big artifacts', input: { seed: 1 }, want: ['a', 'b'], skills: ['gen'] }));
+      await orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', { goal: 'two big artifacts', input: { seed: 1 }, want: ['a', 'b'], skills: ['gen'] }));
       const steps = [
         { id: 'make-a', skill: 'gen', consumes: ['seed'], produces: ['a'], estUsd: 0.01, estMs: 10 },
         { id: 'make-b', skill: 'gen', consumes: ['seed'], produces: ['b'], estUsd: 0.01, estMs: 10 },
@@ -72,11 +72,11 @@ describe('outbox with a message over the broker payload limit', () => {
       expect(assignments).toHaveLength(2);
       for (const [i, a] of assignments.entries()) {
         const output = { taskId: 't1', stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { [a.produces[0]!]: big(i === 0 ? 'a' : 'b') } };
-        expect(await orchestrator.onOutput(inbound(`tasks/t1/output/${a.stepId}`, output))).toMatchObject({ status: 'accepted' });
+        expect(await orchestrator.onOutput(inbound(`tasks/t1/output/${a.stepId}/${a.agentId}`, output))).toMatchObject({ status: 'accepted' });
       }
 
-      expect(TaskStatus.parse(publisher.retained.get('tasks/t1/status'))).toMatchObject({ state: 'completed', phase: 'done' });
-      expect(publisher.retained.has('tasks/t1/result')).toBe(false);
+      expect(TaskStatus.parse(publisher.retained.get('clients/client-1/tasks/t1/status'))).toMatchObject({ state: 'completed', phase: 'done' });
+      expect(publisher.retained.has('clients/client-1/tasks/t1/result')).toBe(false);
       expect(logs).toContainEqual({ level: 'error', msg: 'message over the broker payload limit dropped' });
       expect((await tasks.get('t1'))?.outbox).toEqual([]);
     });

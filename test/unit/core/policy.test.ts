@@ -88,8 +88,11 @@ describe('policy', () => {
       expect(taskRootsFor('orchestrator')).toEqual(['tasks', 'patient-data']);
     });
 
-    it('lets only the orchestrator publish assignments, pools, task status, results and agent errors', () => {
-      const orchestratorOnly = ['tasks/+/assign/+', 'tasks/+/pool/+', 'tasks/+/status', 'tasks/+/result', 'agents/+/errors'];
+    it('lets only the orchestrator publish calls for bids, assignments, pools, every status, result, republished output and progress, and errors', () => {
+      const orchestratorOnly = [
+        'tasks/+/request', 'tasks/+/assign/+', 'tasks/+/pool/+', 'tasks/+/status', 'clients/+/tasks/+/status', 'clients/+/tasks/+/result',
+        'clients/+/tasks/+/output/+', 'clients/+/tasks/+/progress/+', 'clients/+/patient-data/+/result', 'agents/+/errors', 'clients/+/errors',
+      ];
       for (const role of ROLES) {
         const published = roleStatements(role, ['gdpr']).filter((s) => s.actions.includes('publish')).flatMap((s) => s.topics);
         for (const t of orchestratorOnly) expect(published.includes(t)).toBe(role === 'orchestrator');
@@ -145,8 +148,19 @@ describe('policy', () => {
         expect(allows(docs, 'iot:Publish', 'topic/agents/bob/resume', 'alice')).toBe(false);
         expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/proposal/alice', 'alice')).toBe(true);
         expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/proposal/bob', 'alice')).toBe(false);
-        expect(allows(docs, 'iot:RetainPublish', 'topic/tasks/t1/output/s1', 'alice')).toBe(true);
+        // Outputs and progress are handed in under its own name only, never retained.
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/output/s1/alice', 'alice')).toBe(true);
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/progress/s1/alice', 'alice')).toBe(true);
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/output/s1/bob', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:RetainPublish', 'topic/tasks/t1/output/s1/alice', 'alice')).toBe(false);
         expect(allows(docs, 'iot:RetainPublish', 'topic/agents/alice/telemetry', 'alice')).toBe(false);
+        // Nothing a client reads: no republished output, status or result, and no submission.
+        expect(allows(docs, 'iot:Publish', 'topic/clients/c1/tasks/t1/output/s1', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:RetainPublish', 'topic/clients/c1/tasks/t1/output/s1', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Publish', 'topic/clients/c1/tasks/t1/result', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/request', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/result', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/request', 'alice')).toBe(false);
         expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/assign/alice', 'alice')).toBe(false);
         expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/status', 'alice')).toBe(false);
       });
@@ -167,14 +181,21 @@ describe('policy', () => {
       });
     });
 
-    it('lets a client submit and watch tasks but not publish results', () => {
+    it('lets a client submit and watch its own tasks only, and publish nothing agents read', () => {
       const docs = [renderIotPolicy('client', OPTS)];
-      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/request', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/cancel', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/result', 'client-1')).toBe(false);
-      // a 3-level publish grant must not forge an assignment for an agent called "request"
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/request', 'client-1')).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/cancel', 'client-1')).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-2/tasks/t1/request', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/result', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/request', 'client-1')).toBe(false);
       expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/assign/request', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/result', 'client-1')).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/result', 'client-1')).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/output/s1', 'client-1')).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-2/tasks/t1/result', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/clients/+/tasks/+/result', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/request', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/output/s1/a1', 'client-1')).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/errors', 'client-1')).toBe(true);
       expect(allows(docs, 'iot:Receive', 'topic/agents/a1/resume', 'client-1')).toBe(true);
       expect(allows(docs, 'iot:Receive', 'topic/agents/a1/errors', 'client-1')).toBe(false);
     });
@@ -230,13 +251,20 @@ describe('policy', () => {
       expect(aclAllows(acl, 'bob', 'read', 'patient-data/t1/request')).toBe(true);
       expect(aclAllows(acl, 'bob', 'read', 'patient-data/t1/assign/bob')).toBe(true);
       expect(aclAllows(acl, 'bob', 'read', 'patient-data/t1/assign/alice')).toBe(false);
-      expect(aclAllows(acl, 'client-1', 'write', 'patient-data/t1/request')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'write', 'clients/client-1/patient-data/t1/request')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'read', 'clients/client-1/patient-data/t1/result')).toBe(false);
     });
 
     it('keeps clients and observers out of the agent namespace and the observer read-only', () => {
       expect(aclAllows(acl, 'client-1', 'write', 'agents/client-1/resume')).toBe(false);
-      expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/request')).toBe(true);
+      expect(aclAllows(acl, 'client-1', 'write', 'clients/client-1/tasks/t1/request')).toBe(true);
+      expect(aclAllows(acl, 'client-1', 'write', 'clients/alice/tasks/t1/request')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/request')).toBe(false);
       expect(aclAllows(acl, 'client-1', 'read', 'tasks/t1/request')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'read', 'clients/client-1/tasks/t1/status')).toBe(true);
+      expect(aclAllows(acl, 'client-1', 'read', 'clients/other/tasks/t1/status')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/output/s1/client-1')).toBe(false);
+      expect(aclAllows(acl, 'web', 'read', 'clients/client-1/tasks/t1/status')).toBe(true);
       expect(aclAllows(acl, 'web', 'read', 'agents/a1/status')).toBe(true);
       expect(aclAllows(acl, 'web', 'write', 'agents/web/resume')).toBe(false);
       expect(aclAllows(acl, 'web', 'write', 'tasks/t1/status')).toBe(false);
@@ -245,8 +273,15 @@ describe('policy', () => {
     it('lets only the orchestrator publish assignments and status, in every root', () => {
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'tasks/t1/assign/alice')).toBe(true);
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'patient-data/t1/status')).toBe(true);
-      expect(aclAllows(acl, 'porchlight-orchestrator', 'read', 'tasks/t1/output/s1')).toBe(true);
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'read', 'tasks/t1/output/s1/alice')).toBe(true);
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'clients/client-1/tasks/t1/output/s1')).toBe(true);
       expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/assign/alice')).toBe(false);
+      // Agents hand in under their own name and cannot write what clients read.
+      expect(aclAllows(acl, 'alice', 'write', 'tasks/t1/output/s1/alice')).toBe(true);
+      expect(aclAllows(acl, 'alice', 'write', 'tasks/t1/output/s1/bob')).toBe(false);
+      expect(aclAllows(acl, 'alice', 'write', 'clients/client-1/tasks/t1/output/s1')).toBe(false);
+      expect(aclAllows(acl, 'alice', 'read', 'clients/client-1/tasks/t1/result')).toBe(false);
+      expect(aclAllows(acl, 'alice', 'write', 'tasks/t1/request')).toBe(false);
     });
 
     it('validates ids before splicing them', () => {

@@ -39,7 +39,7 @@ function request(extra: Partial<TaskRequest> = {}): TaskRequest {
 }
 
 function newTask(extra: Partial<TaskRequest> = {}): TaskRecord {
-  return createTask({ taskId: 't1', taskRoot: 'tasks', request: request(extra), eligibleAgents: ['a1'] }, { now: T0, config });
+  return createTask({ taskId: 't1', taskRoot: 'tasks', owner: 'client-1', request: request(extra), eligibleAgents: ['a1'] }, { now: T0, config });
 }
 
 function planned(id: string, skill: string, consumes: string[], produces: string[], proposedBy = 'a1'): PlannedStep {
@@ -61,7 +61,7 @@ function output(task: TaskRecord, stepId: string, body: Partial<StepOutput> = {}
 }
 
 function lastStatus(task: TaskRecord): TaskStatus {
-  const m = [...task.outbox].reverse().find((x) => x.topic === `tasks/${task.taskId}/status`);
+  const m = [...task.outbox].reverse().find((x) => x.topic === `clients/client-1/tasks/${task.taskId}/status`);
   return TaskStatus.parse(m?.payload);
 }
 
@@ -102,8 +102,22 @@ describe('task-machine', () => {
       const task = newTask({ proposalWindowMs: 500 });
       expect(task).toMatchObject({ state: 'submitted', phase: 'collecting-proposals', version: 1, windowClosesAt: T0 + 500, deadlineAt: T0 + config.defaultDeadlineMs, artifacts: { q: 'question' } });
       expect(task.expiresAt).toBe(Math.ceil((T0 + config.defaultDeadlineMs + config.retentionMs) / 1000));
-      expect(task.outbox).toHaveLength(1);
+      // The call for bids (without the client's cancel commitment), the agents' slim status, the client's status.
+      expect(task.outbox.map((m) => [m.topic, m.retain])).toEqual([
+        ['tasks/t1/request', false], ['tasks/t1/status', true], ['clients/client-1/tasks/t1/status', true],
+      ]);
+      expect(task.outbox[0]?.payload).not.toHaveProperty('cancelHash');
+      expect(task.outbox[1]?.payload).toMatchObject({ state: 'submitted', errors: [] });
+      expect(task.outbox[1]?.payload).not.toHaveProperty('plan');
       expect(lastStatus(task)).toMatchObject({ state: 'submitted', version: 1 });
+    });
+
+    it("calls for bids without the client's cancel commitment or self-declared name", () => {
+      const task = newTask({ cancelHash: 'a'.repeat(64), client: 'acme' });
+      const call = TaskRequest.parse(task.outbox.find((m) => m.topic === 'tasks/t1/request')?.payload);
+      expect(call).toMatchObject({ goal: 'chart it', want: ['chart'] });
+      expect(call).not.toHaveProperty('cancelHash');
+      expect(call).not.toHaveProperty('client');
     });
 
     it('takes the deadline from the request when it names one', () => {
@@ -113,15 +127,15 @@ describe('task-machine', () => {
 
   describe('rejectionMessages and rejectNotice', () => {
     it('publishes a rejected result, then a rejected status, both retained', () => {
-      const [result, status] = rejectionMessages('t9', 'tasks', { code: 'invalid-json', message: 'bad' }, T0);
-      expect([result?.topic, status?.topic]).toEqual(['tasks/t9/result', 'tasks/t9/status']);
+      const [result, status] = rejectionMessages('t9', 'tasks', 'client-1', { code: 'invalid-json', message: 'bad' }, T0);
+      expect([result?.topic, status?.topic]).toEqual(['clients/client-1/tasks/t9/result', 'clients/client-1/tasks/t9/status']);
       expect(TaskResult.parse(result?.payload)).toMatchObject({ state: 'rejected', reason: 'bad' });
       expect(TaskStatus.parse(status?.payload)).toMatchObject({ state: 'rejected', version: 0, errors: [{ code: 'invalid-json' }] });
       expect(result?.retain && status?.retain).toBe(true);
     });
 
     it('truncates a long message so the notice stays within its schema', () => {
-      const m = rejectNotice('a1', { code: 'invalid-payload', message: 'x'.repeat(5000) }, { topic: 'tasks/t1/request' }, T0);
+      const m = rejectNotice('a1', { code: 'invalid-payload', message: 'x'.repeat(5000) }, { topic: 'clients/client-1/tasks/t1/request' }, T0);
       expect(m).toMatchObject({ topic: 'agents/a1/errors', retain: false, qos: 1 });
       expect(RejectNotice.parse(m.payload).message).toHaveLength(2000);
     });
@@ -145,7 +159,7 @@ describe('task-machine', () => {
       expect(task.steps.s2).toMatchObject({ state: 'pending', epoch: 0 });
       const assign = task.outbox.find((m) => m.topic === 'tasks/t1/assign/a1');
       expect(Assignment.parse(assign?.payload)).toMatchObject({ epoch: 1, token: task.steps.s1?.token, inputs: { q: 'question' }, leaseMs: config.leaseMs });
-      expect(task.outbox.at(-1)?.topic).toBe('tasks/t1/status');
+      expect(task.outbox.at(-1)?.topic).toBe('clients/client-1/tasks/t1/status');
       expect(before.state).toBe('submitted');
     });
 
@@ -153,7 +167,7 @@ describe('task-machine', () => {
       const task = changed(recordPlan(newTask(), { ok: false, reasons: ['nobody produces chart'] }, ctx()));
       expect(task.state).toBe('failed');
       expect(task.errors[0]).toMatchObject({ code: 'unsatisfiable', message: 'no plan satisfies the request: nobody produces chart' });
-      expect(TaskResult.parse(task.outbox.find((m) => m.topic === 'tasks/t1/result')?.payload)).toMatchObject({ state: 'failed' });
+      expect(TaskResult.parse(task.outbox.find((m) => m.topic === 'clients/client-1/tasks/t1/result')?.payload)).toMatchObject({ state: 'failed' });
     });
 
     it('completes at once when the input already holds every wanted artifact', () => {
@@ -283,8 +297,8 @@ describe('task-machine', () => {
       expect(clearRetained(done, { now: T0 + config.retentionMs - 1, config })).toMatchObject({ kind: 'unchanged', outcome: 'ignored' });
       const cleared = changed(clearRetained(done, { now: T0 + config.retentionMs, config }));
       const clears = cleared.outbox.filter((m) => m.payload === null).map((m) => m.topic);
-      expect(clears).toEqual(['tasks/t1/output/s1', 'tasks/t1/result', 'tasks/t1/status']);
-      expect(cleared.outbox.some((m) => m.topic === 'tasks/t1/status' && m.payload !== null)).toBe(false);
+      expect(clears).toEqual(['clients/client-1/tasks/t1/output/s1', 'clients/client-1/tasks/t1/result', 'clients/client-1/tasks/t1/status', 'tasks/t1/status']);
+      expect(cleared.outbox.some((m) => m.topic === 'clients/client-1/tasks/t1/status' && m.payload !== null)).toBe(false);
       expect(clearRetained(cleared, { now: T0 + config.retentionMs, config })).toMatchObject({ kind: 'unchanged', outcome: 'duplicate' });
     });
   });

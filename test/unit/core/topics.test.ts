@@ -35,7 +35,21 @@ describe('topics', () => {
     it('builds task topics under the default root and a data-class root', () => {
       expect(topics.taskProposal('t1', 'a1')).toBe('tasks/t1/proposal/a1');
       expect(topics.taskAssign('t1', 'a1', 'patient-data')).toBe('patient-data/t1/assign/a1');
-      expect(topics.taskOutput('t1', 's1')).toBe('tasks/t1/output/s1');
+      expect(topics.taskOutput('t1', 's1', 'a1')).toBe('tasks/t1/output/s1/a1');
+      expect(topics.taskProgress('t1', 's1', 'a1', 'patient-data')).toBe('patient-data/t1/progress/s1/a1');
+    });
+
+    it("builds a client's own tree, its id spliced in and validated", () => {
+      expect(topics.clientRequest('c1', 't1')).toBe('clients/c1/tasks/t1/request');
+      expect(topics.clientCancel('c1', 't1', 'patient-data')).toBe('clients/c1/patient-data/t1/cancel');
+      expect(topics.clientStatus('c1', 't1')).toBe('clients/c1/tasks/t1/status');
+      expect(topics.clientResult('c1', 't1')).toBe('clients/c1/tasks/t1/result');
+      expect(topics.clientOutput('c1', 't1', 's1')).toBe('clients/c1/tasks/t1/output/s1');
+      expect(topics.clientProgress('c1', 't1', 's1')).toBe('clients/c1/tasks/t1/progress/s1');
+      expect(topics.clientErrors('c1')).toBe('clients/c1/errors');
+      expect(filters.clientResults('c1')).toBe('clients/c1/tasks/+/result');
+      expect(() => topics.clientRequest('+', 't1')).toThrow(InvalidIdError);
+      expect(() => topics.clientStatus('c1', 't1', 'secrets')).toThrow(TopicParseError);
     });
 
     it('refuses to splice an invalid id or an unknown root', () => {
@@ -57,8 +71,16 @@ describe('topics', () => {
         kind: 'task-proposal', taskRoot: 'patient-data', taskId: 't1', agentId: 'a1',
       });
       expect(parseTopic(topics.taskPool('t1', 'gpu'))).toEqual({ kind: 'task-pool', taskRoot: 'tasks', taskId: 't1', pool: 'gpu' });
-      expect(parseTopic(topics.taskProgress('t1', 's2'))).toEqual({ kind: 'task-progress', taskRoot: 'tasks', taskId: 't1', stepId: 's2' });
-      expect(parseTopic(topics.taskCancel('t1'))).toEqual({ kind: 'task-cancel', taskRoot: 'tasks', taskId: 't1' });
+      expect(parseTopic(topics.taskProgress('t1', 's2', 'a1'))).toEqual({ kind: 'task-progress', taskRoot: 'tasks', taskId: 't1', stepId: 's2', agentId: 'a1' });
+      expect(parseTopic(topics.taskOutput('t1', 's2', 'a1'))).toEqual({ kind: 'task-output', taskRoot: 'tasks', taskId: 't1', stepId: 's2', agentId: 'a1' });
+      const client = { clientId: 'c1', taskRoot: 'patient-data', taskId: 't1' };
+      expect(parseTopic(topics.clientRequest('c1', 't1', 'patient-data'))).toEqual({ kind: 'client-request', ...client });
+      expect(parseTopic(topics.clientCancel('c1', 't1', 'patient-data'))).toEqual({ kind: 'client-cancel', ...client });
+      expect(parseTopic(topics.clientStatus('c1', 't1', 'patient-data'))).toEqual({ kind: 'client-status', ...client });
+      expect(parseTopic(topics.clientResult('c1', 't1', 'patient-data'))).toEqual({ kind: 'client-result', ...client });
+      expect(parseTopic(topics.clientOutput('c1', 't1', 's1', 'patient-data'))).toEqual({ kind: 'client-output', ...client, stepId: 's1' });
+      expect(parseTopic(topics.clientProgress('c1', 't1', 's1', 'patient-data'))).toEqual({ kind: 'client-progress', ...client, stepId: 's1' });
+      expect(parseTopic(topics.clientErrors('c1'))).toEqual({ kind: 'client-errors', clientId: 'c1' });
     });
 
     it('parses IoT lifecycle events', () => {
@@ -72,7 +94,14 @@ describe('topics', () => {
       ['agents/a1/wishes', /unknown agent topic/],
       ['tasks/t1/explode', /unknown task topic/],
       ['tasks/t1/proposal', /unknown task topic/],
-      ['tasks/t1/output/s1/x', /has 5 levels/],
+      ['tasks/t1/output/s1/a1/x', /has 6 levels/],
+      ['tasks/t1/output/s1', /unknown task topic/],
+      ['tasks/t1/cancel', /unknown task topic/],
+      ['tasks/t1/result', /unknown task topic/],
+      ['clients/c1/secrets/t1/request', /unknown task root/],
+      ['clients/c1/tasks/t1/assign', /unknown client task topic/],
+      ['clients/c1/tasks/t1/output/s1/x', /has 7 levels/],
+      ['clients/c+/tasks/t1/request', /contains '\+'/],
       ['tasks/$bad/request', /starts with '\$'/],
       ['$aws/events/presence/rebooted/a1', /unknown presence event/],
     ])('rejects %j specifically', (topic, message) => {

@@ -59,10 +59,10 @@ const BID = { steps: [{ id: 'draw', skill: 'nl2chart', consumes: ['sales'], prod
 const events = {
   resumeA: () => ruleEvent('agents/agent-a/resume', RESUME, 'agent-a'),
   resumeB: () => ruleEvent('agents/agent-b/resume', { ...RESUME, cost: { usd: 0.05, p95_ms: 100 } }, 'agent-b'),
-  request: () => ruleEvent('tasks/t-1/request', REQUEST, 'client-1'),
+  request: () => ruleEvent('clients/client-1/tasks/t-1/request', REQUEST, 'client-1'),
   bidA: () => ruleEvent('tasks/t-1/proposal/agent-a', BID, 'agent-a'),
   declineB: () => ruleEvent('tasks/t-1/proposal/agent-b', { decline: true, reason: 'busy' }, 'agent-b'),
-  cancel: () => ruleEvent('tasks/t-1/cancel', { secret: 'let-me-cancel' }, 'client-1'),
+  cancel: () => ruleEvent('clients/client-1/tasks/t-1/cancel', { secret: 'let-me-cancel' }, 'client-1'),
   offlineA: () => ruleEvent('agents/agent-a/status', { state: 'offline', reason: 'will' }, 'agent-a'),
   telemetryA: () => ruleEvent('agents/agent-a/telemetry', { executions: 3, costUsd: 0.01, p95Ms: 90, successRate: 1 }, 'agent-a'),
   lostA: () => ruleEvent('$aws/events/presence/disconnected/agent-a', { clientId: 'agent-a', timestamp: NOW, eventType: 'disconnected', disconnectReason: 'CONNECTION_LOST' }),
@@ -80,7 +80,7 @@ async function assigned(): Promise<Assignment> {
 }
 
 function outputEvent(a: Assignment) {
-  return ruleEvent(`tasks/t-1/output/${a.stepId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { chart: { mark: 'bar' } } }, 'agent-a');
+  return ruleEvent(`tasks/t-1/output/${a.stepId}/${a.agentId}`, { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { chart: { mark: 'bar' } } }, 'agent-a');
 }
 
 function task(): TaskRecord {
@@ -162,12 +162,12 @@ describe('handlers under Lambda async retries and duplicate delivery', () => {
       iotData.on(PublishCommand).rejects(Object.assign(new Error('throttled'), { name: 'ThrottlingException' }));
       expect(await handlers.progress(outputEvent(a))).toMatchObject({ status: 'accepted' });
       expect(task()).toMatchObject({ state: 'completed' });
-      expect(task().outbox.map((m) => m.topic)).toEqual(['tasks/t-1/result', 'tasks/t-1/status']);
+      expect(task().outbox.map((m) => m.topic)).toEqual(['clients/client-1/tasks/t-1/output/s1', 'clients/client-1/tasks/t-1/result', 'tasks/t-1/status', 'clients/client-1/tasks/t-1/status']);
 
       iotData.on(PublishCommand).resolves({});
       iotData.resetHistory();
       expect(await handlers.progress(outputEvent(a))).toMatchObject({ status: 'duplicate' });
-      expect(published().map((p) => p.topic)).toEqual(['tasks/t-1/result', 'tasks/t-1/status']);
+      expect(published().map((p) => p.topic)).toEqual(['clients/client-1/tasks/t-1/output/s1', 'clients/client-1/tasks/t-1/result', 'tasks/t-1/status', 'clients/client-1/tasks/t-1/status']);
       expect(task().outbox).toEqual([]);
       expect(table.snapshot()).toEqual(clean);
     });
@@ -181,7 +181,7 @@ describe('handlers under Lambda async retries and duplicate delivery', () => {
       iotData.on(PublishCommand).resolves({});
       iotData.resetHistory();
       expect(await sweeper({} as ScheduledEvent)).toMatchObject({ advanced: 1 });
-      expect(published().map((p) => p.topic)).toEqual(['tasks/t-1/result', 'tasks/t-1/status']);
+      expect(published().map((p) => p.topic)).toEqual(['clients/client-1/tasks/t-1/output/s1', 'clients/client-1/tasks/t-1/result', 'tasks/t-1/status', 'clients/client-1/tasks/t-1/status']);
       expect(table.snapshot()).toEqual(clean);
     });
 

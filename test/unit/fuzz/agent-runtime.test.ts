@@ -195,7 +195,7 @@ describe('agent runtime inbound fuzz', () => {
       expect(warnings(s, 'invalid task status ignored').length).toBeGreaterThan(0);
       s.bus.deliver('tasks/t1/status', { ...status, state: 'canceled', phase: 'done', version: 4 });
       await eventually(() => expect(s.calls.aborted).toEqual(['s1']));
-      expect(s.bus.on('tasks/t1/output/s1')).toEqual([]);
+      expect(s.bus.on(`tasks/t1/output/s1/${ID}`)).toEqual([]);
       await s.runtime.stop({ timeoutMs: 10 });
     });
   });

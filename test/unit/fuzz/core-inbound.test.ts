@@ -27,12 +27,12 @@ async function world() {
     await registry.putResume(id, resume([...skills]), { verified: [], unverified: [] }, clock.now());
   }
   const request = { goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'], skills: ['sql-optimiser', 'nl2chart'], cancelHash: sha256Hex('the-secret-123') };
-  await orchestrator.onRequest(inbound('tasks/t-live/request', request));
+  await orchestrator.onRequest(inbound('clients/client-1/tasks/t-live/request', request));
   const bid = (id: string, skill: string, consumes: string[], produces: string[]) => ({ steps: [{ id, skill, consumes, produces, estUsd: 0.02, estMs: 300 }] });
   await orchestrator.onProposal(inbound('tasks/t-live/proposal/sql-agent', bid('sql', 'sql-optimiser', ['question'], ['sql'])));
   await orchestrator.onProposal(inbound('tasks/t-live/proposal/sql-agent-2', { decline: true, reason: 'busy' }));
   await orchestrator.onProposal(inbound('tasks/t-live/proposal/chart-agent', bid('draw', 'nl2chart', ['sql'], ['chart'])));
-  await orchestrator.onRequest(inbound('tasks/t-open/request', { ...request, skills: undefined }));
+  await orchestrator.onRequest(inbound('clients/client-1/tasks/t-open/request', { ...request, skills: undefined }));
   const assignment = Assignment.parse(publisher.last('tasks/t-live/assign/sql-agent'));
   const snapshot = async () => JSON.stringify({
     live: await tasks.get('t-live'), open: await tasks.get('t-open'), size: tasks.size,
@@ -72,7 +72,7 @@ interface InboundKind {
 const KINDS: readonly InboundKind[] = [
   {
     name: 'request (new task id)',
-    topic: () => 'tasks/t-new/request',
+    topic: () => 'clients/client-1/tasks/t-new/request',
     valid: () => ({ goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'] }),
     fields: () => [
       { path: ['goal'], bad: fc.oneof(fc.constant(''), tooLong(4000)) },
@@ -84,7 +84,7 @@ const KINDS: readonly InboundKind[] = [
   },
   {
     name: 'request (existing task id)',
-    topic: () => 'tasks/t-live/request',
+    topic: () => 'clients/client-1/tasks/t-live/request',
     valid: () => ({ goal: 'chart revenue', input: { question: 'revenue?' }, want: ['chart'] }),
     fields: () => [{ path: ['goal'] }, { path: ['want'] }],
     handle: (m) => w.orchestrator.onRequest(m),
@@ -107,7 +107,7 @@ const KINDS: readonly InboundKind[] = [
   },
   {
     name: 'output',
-    topic: () => `tasks/t-live/output/${w.assignment.stepId}`,
+    topic: () => `tasks/t-live/output/${w.assignment.stepId}/sql-agent`,
     valid: () => ({ taskId: w.assignment.taskId, stepId: w.assignment.stepId, epoch: w.assignment.epoch, token: w.assignment.token, ok: true, output: { sql: 'SELECT 1' } }),
     fields: () => [
       { path: ['taskId'], bad: badId },
@@ -121,7 +121,7 @@ const KINDS: readonly InboundKind[] = [
   },
   {
     name: 'cancel',
-    topic: () => 'tasks/t-live/cancel',
+    topic: () => 'clients/client-1/tasks/t-live/cancel',
     valid: () => ({ secret: 'the-secret-123', reason: 'changed my mind' }),
     fields: () => [{ path: ['secret'], bad: fc.constantFrom('', 'short', 'x'.repeat(257)) }],
     handle: (m) => w.orchestrator.onCancel(m),
@@ -252,7 +252,7 @@ describe('core inbound fuzz', () => {
     it('still completes the live task with the genuine output', async () => {
       const a = w.assignment;
       const ok = { taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { sql: 'SELECT 1' } };
-      expect(await w.orchestrator.onOutput(inbound(`tasks/t-live/output/${a.stepId}`, ok))).toMatchObject({ status: 'accepted' });
+      expect(await w.orchestrator.onOutput(inbound(`tasks/t-live/output/${a.stepId}/${a.agentId}`, ok))).toMatchObject({ status: 'accepted' });
       expect((await w.tasks.get('t-live'))?.artifacts).toMatchObject({ sql: 'SELECT 1' });
     });
   });

@@ -91,10 +91,10 @@ interface RuleKind {
 
 const RULE_KINDS: readonly RuleKind[] = [
   {
-    name: 'intake: request', fn: 'intake', topic: 'tasks/t-new/request', clientId: 'client-1',
+    name: 'intake: request', fn: 'intake', topic: 'clients/client-1/tasks/t-new/request', clientId: 'client-1',
     valid: { goal: 'chart', input: { sales: [1] }, want: ['chart'] },
     fields: [{ path: ['goal'] }, { path: ['want'] }, { path: ['want', 0], bad: badArtifactName }],
-    allowed: /^tasks\/t-new\/(status|result)$/,
+    allowed: /^clients\/client-1\/(tasks\/t-new\/(status|result)|errors)$/,
   },
   {
     name: 'planner: proposal', fn: 'planner', topic: 'tasks/t-live/proposal/agent-a', clientId: 'agent-a',
@@ -103,16 +103,16 @@ const RULE_KINDS: readonly RuleKind[] = [
     allowed: ERRORS_TOPIC,
   },
   {
-    name: 'progress: output', fn: 'progress', topic: 'tasks/t-live/output/s1', clientId: 'agent-a',
+    name: 'progress: output', fn: 'progress', topic: 'tasks/t-live/output/s1/agent-a', clientId: 'agent-a',
     valid: { taskId: 't-live', stepId: 's1', epoch: 2, token: TOKEN, ok: true, output: { chart: 1 } },
     fields: [{ path: ['epoch'], bad: fc.constantFrom(0, -2, 2.5) }, { path: ['token'], bad: fc.constant('short') }, { path: ['ok'] }, { path: ['taskId'], bad: badId }],
     allowed: ERRORS_TOPIC,
   },
   {
-    name: 'progress: cancel', fn: 'progress', topic: 'tasks/t-live/cancel', clientId: 'client-1',
+    name: 'progress: cancel', fn: 'progress', topic: 'clients/client-1/tasks/t-live/cancel', clientId: 'client-1',
     valid: { secret: 'let-me-cancel' },
     fields: [{ path: ['secret'], bad: fc.constantFrom('', 'short') }],
-    allowed: ERRORS_TOPIC,
+    allowed: /^clients\/client-1\/errors$/,
   },
   {
     name: 'registry: résumé', fn: 'registry', topic: 'agents/agent-a/resume', clientId: 'agent-a',
@@ -183,7 +183,7 @@ describe('handler fuzz', () => {
   });
 
   describe('malformed rule envelopes', () => {
-    const valid = ruleEvent('tasks/t-new/request', { goal: 'chart', want: ['chart'] });
+    const valid = ruleEvent('clients/client-1/tasks/t-new/request', { goal: 'chart', want: ['chart'] });
     const envelope = fc.oneof(
       fc.anything({ maxDepth: 2 }),
       fc.constantFrom<[string, unknown]>(

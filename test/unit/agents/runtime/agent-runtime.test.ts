@@ -46,7 +46,7 @@ async function started(def = agentDef(), options: ConstructorParameters<typeof A
 }
 
 function outputs(bus: FakeBus, stepId = 's1', root = 'tasks') {
-  return bus.json(`${root}/t1/output/${stepId}`).map((o) => StepOutput.parse(o));
+  return bus.json(`${root}/t1/output/${stepId}/agent-1`).map((o) => StepOutput.parse(o));
 }
 
 describe('AgentRuntime', () => {
@@ -159,12 +159,12 @@ describe('AgentRuntime', () => {
   });
 
   describe('assignments', () => {
-    it('executes and publishes a retained output echoing task, step, epoch and token with usage', async () => {
+    it('executes and hands in its output under its own name, not retained, echoing task, step, epoch and token with usage', async () => {
       const { bus } = await started();
       bus.deliver('tasks/t1/assign/agent-1', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
-      const [raw] = bus.on('tasks/t1/output/s1');
-      expect(raw?.retain).toBe(true);
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(1));
+      const [raw] = bus.on('tasks/t1/output/s1/agent-1');
+      expect(raw?.retain).toBe(false);
       expect(raw?.qos).toBe(1);
       const out = outputs(bus)[0];
       expect(out).toMatchObject({ taskId: 't1', stepId: 's1', epoch: 1, token: TOKEN, ok: true, output: { echoed: 'hello' } });
@@ -183,7 +183,7 @@ describe('AgentRuntime', () => {
       const { bus, log } = await started(agentDef({ execute }));
       bus.deliver('tasks/t1/assign/agent-1', assignment());
       bus.deliver('tasks/t1/assign/agent-1', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(1));
       await new Promise((r) => setTimeout(r, 30));
       expect(execute).toHaveBeenCalledTimes(1);
       expect(log.lines.some((l) => l.message === 'duplicate assignment ignored')).toBe(true);
@@ -193,9 +193,9 @@ describe('AgentRuntime', () => {
       const execute = jest.fn(async () => ({ echoed: 'x' }));
       const { bus } = await started(agentDef({ execute }));
       bus.deliver('tasks/t1/assign/agent-1', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(1));
       bus.deliver('tasks/t1/assign/agent-1', assignment({ epoch: 2 }));
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(2));
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(2));
       expect(outputs(bus).map((o) => o.epoch)).toEqual([1, 2]);
     });
 
@@ -218,7 +218,7 @@ describe('AgentRuntime', () => {
       const { bus, log } = await started();
       bus.deliver('tasks/t1/assign/agent-1', assignment({ token: 'short' }));
       expect(log.lines.some((l) => l.message === 'invalid assignment ignored' && String(l.fields.error).includes('token'))).toBe(true);
-      expect(bus.on('tasks/t1/output/s1')).toHaveLength(0);
+      expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(0);
     });
 
     it('refuses a skill it does not have with a retryable unknown-skill output', async () => {
@@ -279,7 +279,7 @@ describe('AgentRuntime', () => {
 
     it('retries a failed output publish and logs when it gives up', async () => {
       const { bus, log } = await started(undefined, { publishAttempts: 2 });
-      bus.failPublish.add('tasks/t1/output/s1');
+      bus.failPublish.add('tasks/t1/output/s1/agent-1');
       bus.deliver('tasks/t1/assign/agent-1', assignment());
       await eventually(() => expect(log.lines.some((l) => l.message.startsWith('output publish failed; the lease will expire'))).toBe(true));
       expect(log.lines.filter((l) => l.message === 'output publish failed; retrying')).toHaveLength(1);
@@ -318,7 +318,7 @@ describe('AgentRuntime', () => {
       bus.deliver('tasks/t1/status', status('canceled', [step(1, 'canceled')]), true);
       await eventually(() => expect(bus.unsubscribed).toContain('tasks/t1/status'));
       expect(String(seen.reason)).toContain('task t1 is canceled');
-      expect(bus.on('tasks/t1/output/s1')).toHaveLength(0);
+      expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(0);
     });
 
     it('aborts when the status shows the step re-assigned under a newer epoch', async () => {
@@ -328,7 +328,7 @@ describe('AgentRuntime', () => {
       await eventually(() => expect(seen.started).toBe(true));
       bus.deliver('tasks/t1/status', status('working', [step(2)]));
       await eventually(() => expect(String(seen.reason)).toContain('re-assigned (epoch 2 > 1)'));
-      expect(bus.on('tasks/t1/output/s1')).toHaveLength(0);
+      expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(0);
     });
 
     it('never calls execute() when the retained status already says canceled on subscribing', async () => {
@@ -345,7 +345,7 @@ describe('AgentRuntime', () => {
       bus.deliver('tasks/t1/assign/agent-1', assignment());
       await eventually(() => expect(bus.unsubscribed).toContain('tasks/t1/status'));
       expect(execute).not.toHaveBeenCalled();
-      expect(bus.on('tasks/t1/output/s1')).toHaveLength(0);
+      expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(0);
     });
 
     it('keeps one status subscription for two steps of the same task', async () => {
@@ -394,8 +394,8 @@ describe('AgentRuntime', () => {
         },
       }));
       bus.deliver('tasks/t1/assign/agent-1', assignment());
-      await eventually(() => expect(bus.on('tasks/t1/output/s1')).toHaveLength(1));
-      const progress = bus.on('tasks/t1/progress/s1');
+      await eventually(() => expect(bus.on('tasks/t1/output/s1/agent-1')).toHaveLength(1));
+      const progress = bus.on('tasks/t1/progress/s1/agent-1');
       expect(progress.every((p) => p.qos === 0 && !p.retain)).toBe(true);
       expect(progress.length).toBe(2);
       expect(progress.map((p) => Progress.parse(JSON.parse(p.payload)).fraction)).toEqual([0.01, 1]);
@@ -425,7 +425,7 @@ describe('AgentRuntime', () => {
   describe('reject notices', () => {
     it('logs the orchestrator\'s reason', async () => {
       const { bus, log } = await started();
-      bus.deliver('agents/agent-1/errors', { v: 1, code: 'bad-token', message: 'token does not match', topic: 'tasks/t1/output/s1', taskId: 't1', at: new Date().toISOString() });
+      bus.deliver('agents/agent-1/errors', { v: 1, code: 'bad-token', message: 'token does not match', topic: 'tasks/t1/output/s1/agent-1', taskId: 't1', at: new Date().toISOString() });
       expect(log.lines.some((l) => l.level === 'warn' && l.fields.code === 'bad-token' && l.fields.reason === 'token does not match')).toBe(true);
     });
 

@@ -9,6 +9,7 @@ export function taskRecord(overrides: Partial<TaskRecord> = {}): TaskRecord {
   return {
     taskId: 't-1',
     taskRoot: 'tasks',
+    owner: 'client-1',
     request: { v: 1, goal: 'chart sales', input: { sales: [1, 2, 3] }, want: ['chart'], constraints: {} },
     state: 'submitted',
     phase: 'collecting-proposals',

@@ -7,7 +7,7 @@ import { taskRecord } from '../helpers/fixtures';
 import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv, storedTask, TEST_ENV } from '../helpers/handler-env';
 
 const { ddb, sqs } = mocks;
-const TOPIC = 'tasks/t-1/request';
+const TOPIC = 'clients/client-1/tasks/t-1/request';
 const request = { goal: 'chart the sales', input: { sales: [1, 2, 3] }, want: ['chart'] };
 
 let handler: RuleHandler;
@@ -61,7 +61,12 @@ describe('intake handler', () => {
         DelaySeconds: 900,
       });
 
-      expect(published()).toEqual([{ topic: 'tasks/t-1/status', qos: 1, retain: true, payload: expect.objectContaining({ taskId: 't-1', state: 'submitted' }) }]);
+      // The call for bids on the agent tree (validated, no cancel commitment), then both status snapshots.
+      expect(published()).toEqual([
+        { topic: 'tasks/t-1/request', qos: 1, retain: false, payload: expect.objectContaining({ goal: request.goal }) },
+        { topic: 'tasks/t-1/status', qos: 1, retain: true, payload: expect.objectContaining({ taskId: 't-1', state: 'submitted' }) },
+        { topic: 'clients/client-1/tasks/t-1/status', qos: 1, retain: true, payload: expect.objectContaining({ taskId: 't-1', state: 'submitted' }) },
+      ]);
       expect(addMetric).toHaveBeenCalledWith('Accepted', 'Count', 1);
     });
   });
@@ -90,7 +95,7 @@ describe('intake handler', () => {
       expectNothingStored();
       expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
       const out = published();
-      expect(out.map((p) => [p.topic, p.retain, p.qos])).toEqual([['tasks/t-1/result', true, 1], ['tasks/t-1/status', true, 1]]);
+      expect(out.map((p) => [p.topic, p.retain, p.qos])).toEqual([['clients/client-1/tasks/t-1/result', true, 1], ['clients/client-1/tasks/t-1/status', true, 1]]);
       expect(out[1]!.payload).toMatchObject({ state: 'rejected', errors: [expect.objectContaining({ code: 'invalid-json' })] });
       expect(addMetric).toHaveBeenCalledWith('Rejected', 'Count', 1);
     });
@@ -111,7 +116,7 @@ describe('intake handler', () => {
       const outcome = await handler(ruleEvent(TOPIC, { ...request, input: { blob: 'x'.repeat(130 * 1024) } }));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'payload-too-large' });
       expectNothingStored();
-      expect(published().map((p) => p.topic)).toEqual(['tasks/t-1/result', 'tasks/t-1/status']);
+      expect(published().map((p) => p.topic)).toEqual(['clients/client-1/tasks/t-1/result', 'clients/client-1/tasks/t-1/status']);
     });
   });
 
@@ -121,7 +126,7 @@ describe('intake handler', () => {
       const outcome = await handler(ruleEvent(TOPIC, request, 'client-1'));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'duplicate-task' });
       expectNothingStored();
-      expect(published()).toEqual([{ topic: 'agents/client-1/errors', qos: 1, retain: false, payload: expect.objectContaining({ code: 'duplicate-task', taskId: 't-1' }) }]);
+      expect(published()).toEqual([{ topic: 'clients/client-1/errors', qos: 1, retain: false, payload: expect.objectContaining({ code: 'duplicate-task', taskId: 't-1' }) }]);
     });
 
     it('treats a redelivery of the same request as a duplicate and writes nothing', async () => {
@@ -142,7 +147,7 @@ describe('intake handler', () => {
       expect(outcome).toMatchObject({ status: 'rejected', code: 'duplicate-task' });
       expect(ddb).toHaveReceivedCommandTimes(PutCommand, 1);
       expect(ddb).toHaveReceivedCommandWith(PutCommand, { ConditionExpression: 'attribute_not_exists(pk)' });
-      expect(published().filter((p) => p.topic === 'tasks/t-1/status')).toEqual([]);
+      expect(published().filter((p) => p.topic === 'clients/client-1/tasks/t-1/status')).toEqual([]);
     });
   });
 

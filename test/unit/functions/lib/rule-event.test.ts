@@ -32,7 +32,8 @@ describe('parseRuleEvent', () => {
 
 describe('topicKind', () => {
   it('names the kind of a Porchlight topic and is undefined for anything else', () => {
-    expect(topicKind('tasks/t-1/cancel')).toBe('task-cancel');
+    expect(topicKind('clients/c-1/tasks/t-1/cancel')).toBe('client-cancel');
+    expect(topicKind('tasks/t-1/output/s1/a')).toBe('task-output');
     expect(topicKind('agents/a/telemetry')).toBe('agent-telemetry');
     expect(topicKind('weather/today')).toBeUndefined();
   });

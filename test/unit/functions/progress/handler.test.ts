@@ -7,8 +7,8 @@ import { step, taskRecord } from '../helpers/fixtures';
 import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv, storedTask, TEST_ENV } from '../helpers/handler-env';
 
 const { ddb } = mocks;
-const OUTPUT_TOPIC = 'tasks/t-1/output/s1';
-const CANCEL_TOPIC = 'tasks/t-1/cancel';
+const OUTPUT_TOPIC = 'tasks/t-1/output/s1/agent-a';
+const CANCEL_TOPIC = 'clients/client-1/tasks/t-1/cancel';
 const TOKEN = 'tok-live-0123456789abcdef';
 const OLD_TOKEN = 'tok-old-0123456789abcdef';
 
@@ -72,8 +72,13 @@ describe('progress handler', () => {
       expect(ddb).toHaveReceivedCommandWith(PutCommand, { ConditionExpression: '#version = :expected', ExpressionAttributeValues: { ':expected': 5 } });
 
       const out = published();
-      expect(out.map((p) => [p.topic, p.retain, p.qos])).toEqual([['tasks/t-1/result', true, 1], ['tasks/t-1/status', true, 1]]);
-      expect(out[0]!.payload).toMatchObject({ state: 'completed', outputs: { chart: { type: 'bar' } } });
+      // The accepted output for the owner (without its token), the result, the agents' and the owner's status.
+      expect(out.map((p) => [p.topic, p.retain, p.qos])).toEqual([
+        ['clients/client-1/tasks/t-1/output/s1', true, 1], ['clients/client-1/tasks/t-1/result', true, 1], ['tasks/t-1/status', true, 1], ['clients/client-1/tasks/t-1/status', true, 1],
+      ]);
+      expect(out[0]!.payload).toMatchObject({ ok: true, epoch: 2, output: { chart: { type: 'bar' } } });
+      expect(out[0]!.payload).not.toHaveProperty('token');
+      expect(out[1]!.payload).toMatchObject({ state: 'completed', outputs: { chart: { type: 'bar' } } });
       expect(mocks.sqs).toHaveReceivedCommandWith(SendMessageCommand, { MessageBody: expect.stringContaining('"kind":"retention"') });
       expect(addMetric).toHaveBeenCalledWith('Accepted', 'Count', 1);
     });
@@ -81,7 +86,7 @@ describe('progress handler', () => {
 
   describe('an output from a superseded epoch', () => {
     it('is refused as stale-epoch with a notice to that epoch\'s assignee, and nothing is saved or published on the task', async () => {
-      const outcome = await handler(ruleEvent(OUTPUT_TOPIC, { ...goodOutput, epoch: 1, token: OLD_TOKEN }, 'agent-z'));
+      const outcome = await handler(ruleEvent('tasks/t-1/output/s1/agent-z', { ...goodOutput, epoch: 1, token: OLD_TOKEN }, 'agent-z'));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'stale-epoch' });
       expectTaskUntouched();
       expect(published()).toEqual([
@@ -126,7 +131,7 @@ describe('progress handler', () => {
       const [put, del] = ddb.commandCalls(TransactWriteCommand)[0]!.args[0].input.TransactItems!;
       expect(put!.Put).toMatchObject({ ExpressionAttributeValues: { ':expected': 4 }, Item: { state: 'canceled' } });
       expect(del!.Delete!.Key).toEqual({ pk: 'ASSIGNEE#agent-a', sk: 'TASK#t-1' });
-      const status = published().find((p) => p.topic === 'tasks/t-1/status');
+      const status = published().find((p) => p.topic === 'clients/client-1/tasks/t-1/status');
       expect(status).toMatchObject({ retain: true, qos: 1, payload: { state: 'canceled' } });
     });
   });
@@ -136,7 +141,7 @@ describe('progress handler', () => {
       const outcome = await handler(ruleEvent(CANCEL_TOPIC, { secret: 'guessing-1234' }, 'client-1'));
       expect(outcome).toMatchObject({ status: 'rejected', code: 'not-authorized' });
       expectTaskUntouched();
-      expect(published()).toEqual([{ topic: 'agents/client-1/errors', qos: 1, retain: false, payload: expect.objectContaining({ code: 'not-authorized' }) }]);
+      expect(published()).toEqual([{ topic: 'clients/client-1/errors', qos: 1, retain: false, payload: expect.objectContaining({ code: 'not-authorized' }) }]);
     });
   });
 

@@ -64,7 +64,7 @@ describe('timer handler', () => {
       expect(ddb).toHaveReceivedCommandWith(QueryCommand, { ExpressionAttributeValues: { ':pk': 'TASK#t-1', ':prefix': 'PROPOSAL#' } });
       expect(ddb).toHaveReceivedCommandWith(PutCommand, { ConditionExpression: '#version = :expected', ExpressionAttributeValues: { ':expected': 1 } });
       expect(ddb.commandCalls(PutCommand)[0]!.args[0].input.Item).toMatchObject({ state: 'failed', version: 2 });
-      expect(published().find((p) => p.topic === 'tasks/t-1/status')).toMatchObject({ retain: true, payload: { state: 'failed' } });
+      expect(published().find((p) => p.topic === 'clients/client-1/tasks/t-1/status')).toMatchObject({ retain: true, payload: { state: 'failed' } });
     });
   });
 

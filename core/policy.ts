@@ -21,7 +21,7 @@
  */
 import { InvalidIdError } from './errors';
 import { DATA_CLASSES, DEFAULT_TASK_ROOT, TASK_ROOTS } from './data-classes';
-import { RETAINED_TOPIC_KINDS } from './publications';
+import { PUBLICATIONS, RETAINED_TOPIC_KINDS } from './publications';
 import { parseTopic, validateId } from './topics';
 
 /** Every role the model knows. */
@@ -159,10 +159,21 @@ export function taskRootsFor(role: Role, accreditations: readonly string[] = [])
   return TASK_ROOTS.filter((r) => roots.has(r));
 }
 
+/**
+ * What the orchestrator identity publishes, derived from the publication catalogue so it cannot
+ * fall behind what core emits: without it, clearing retained outputs after retention (which only
+ * agents otherwise publish) is refused by the broker.
+ */
+function publicationStatements(role: Role): PolicyStatement[] {
+  if (role !== 'orchestrator') return [];
+  const filters = [...new Set(Object.values(PUBLICATIONS).flatMap((p) => p.filters))];
+  return [allow(['publish'], filters, 'the orchestrator publishes every kind core publishes (core/publications.ts), clearing retained outputs included')];
+}
+
 /** Everything a role with the given accreditations may do. */
 export function roleStatements(role: Role, accreditations: readonly string[] = []): PolicyStatement[] {
   assertRole(role);
-  return [...globalStatements(role), ...taskRootsFor(role, accreditations).flatMap((root) => rootStatements(role, root))];
+  return [...globalStatements(role), ...taskRootsFor(role, accreditations).flatMap((root) => rootStatements(role, root)), ...publicationStatements(role)];
 }
 
 // ---------------------------------------------------------------------------------------------

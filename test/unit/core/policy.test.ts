@@ -288,6 +288,15 @@ describe('policy', () => {
       });
     });
 
+    it('lets the orchestrator publish every kind core publishes, retained outputs included', () => {
+      const docs = renderIotPolicies('orchestrator', OPTS);
+      for (const topic of ['tasks/t1/output/s1', 'patient-data/t1/output/s1', 'tasks/t1/status', 'patient-data/t1/result']) {
+        expect(allows(docs, 'iot:RetainPublish', `topic/${topic}`, 'porchlight-orchestrator')).toBe(true);
+      }
+      expect(allows(docs, 'iot:Publish', 'topic/agents/a1/errors', 'porchlight-orchestrator')).toBe(true);
+      expect(allows(docs, 'iot:RetainPublish', 'topic/tasks/t1/assign/a1', 'porchlight-orchestrator')).toBe(false);
+    });
+
     it('keeps every deployable document within the IoT size limit', () => {
       const regionWorstCase = { region: 'ap-southeast-2', account: '123456789012' };
       for (const role of ROLES) for (const p of renderIotPolicies(role, regionWorstCase)) expect(iotPolicySize(p)).toBeLessThanOrEqual(IOT_POLICY_MAX_CHARS);
@@ -409,6 +418,8 @@ describe('policy', () => {
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'tasks/t1/assign/alice')).toBe(true);
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'patient-data/t1/status')).toBe(true);
       expect(aclAllows(acl, 'porchlight-orchestrator', 'read', 'tasks/t1/output/s1')).toBe(true);
+      // clearing retained outputs after retention, from the publication catalogue
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'patient-data/t1/output/s1')).toBe(true);
       expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/assign/alice')).toBe(false);
     });
 

@@ -1,5 +1,4 @@
 import { TASK_ROOTS } from '../../../core/data-classes';
-import type { OutboundMessage } from '../../../core/model';
 import {
   ENTRY_POINT_PUBLICATIONS, PUBLICATIONS, RETAINED_TOPIC_KINDS, publicationsOf, publishRefusal, topicMatches,
   type EntryPoint, type PublicationKind,
@@ -65,7 +64,7 @@ describe('publication catalogue', () => {
       const before = h.publisher.messages.length;
       const result = await run();
       const granted = publicationsOf([entryPoint]);
-      for (const m of h.publisher.messages.slice(before) as OutboundMessage[]) {
+      for (const m of h.publisher.messages.slice(before)) {
         const refusal = publishRefusal(granted, m.topic, m.retain);
         if (refusal !== undefined) refusals.push(`${entryPoint}: ${refusal}`);
         const kinds = seen.get(entryPoint) ?? new Set<PublicationKind>();

@@ -2,6 +2,7 @@
  * The records Porchlight keeps (in DynamoDB in the cloud, DynamoDB Local on a laptop) and the
  * messages it emits. Pure data: transitions live in task-machine.ts, storage behind ports.ts.
  */
+import type { PresenceMark } from './presence';
 import type {
   AgentState, Artifacts, JsonValue, ProposedStep, Proposal, Resume, StepState, TaskErrorEntry, TaskPhase, TaskRequest,
   TaskState, Telemetry, Usage,
@@ -153,6 +154,8 @@ export interface AgentRecord {
   verifiedAccredit: string[];
   /** Claimed but not confirmed: never trusted by the planner. */
   unverifiedAccredit: string[];
+  /** The newest connection event handled (core/presence.ts); older ones change nothing. */
+  presence?: PresenceMark;
   updatedAt: number;
   version: number;
 }

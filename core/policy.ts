@@ -24,7 +24,8 @@
  */
 import { InvalidIdError } from './errors';
 import { DATA_CLASSES, DEFAULT_TASK_ROOT, TASK_ROOTS } from './data-classes';
-import { validateId } from './topics';
+import { PUBLICATIONS, RETAINED_TOPIC_KINDS } from './publications';
+import { parseTopic, validateId } from './topics';
 
 /** Every role the model knows. */
 export const ROLES = ['agent', 'client', 'orchestrator', 'observer'] as const;
@@ -169,21 +170,36 @@ export function taskRootsFor(role: Role, accreditations: readonly string[] = [])
   return TASK_ROOTS.filter((r) => roots.has(r));
 }
 
+/**
+ * What the orchestrator identity publishes, derived from the publication catalogue so it cannot
+ * fall behind what core emits: without it, clearing retained outputs after retention (which only
+ * agents otherwise publish) is refused by the broker.
+ */
+function publicationStatements(role: Role): PolicyStatement[] {
+  if (role !== 'orchestrator') return [];
+  const filters = [...new Set(Object.values(PUBLICATIONS).flatMap((p) => p.filters))];
+  return [allow(['publish'], filters, 'the orchestrator publishes every kind core publishes (core/publications.ts), clearing retained outputs included')];
+}
+
 /** Everything a role with the given accreditations may do. */
 export function roleStatements(role: Role, accreditations: readonly string[] = []): PolicyStatement[] {
   assertRole(role);
-  return [...globalStatements(role), ...taskRootsFor(role, accreditations).flatMap((root) => rootStatements(role, root))];
+  return [...globalStatements(role), ...taskRootsFor(role, accreditations).flatMap((root) => rootStatements(role, root)), ...publicationStatements(role)];
 }
 
 // ---------------------------------------------------------------------------------------------
 // AWS IoT rendering
 // ---------------------------------------------------------------------------------------------
 
+/** IAM-style condition block: operator → key → value. */
+export type IotCondition = Readonly<Record<string, Readonly<Record<string, string>>>>;
+
 /** An AWS IoT policy statement. */
 export interface IotPolicyStatement {
   readonly Effect: 'Allow' | 'Deny';
   readonly Action: string[];
   readonly Resource: string[];
+  readonly Condition?: IotCondition;
 }
 
 /** An AWS IoT policy document. */
@@ -203,13 +219,50 @@ export interface IotRenderOptions {
 /** AWS IoT counts policy size without whitespace; documents larger than this are refused. */
 export const IOT_POLICY_MAX_CHARS = 2048;
 
-/** Topics published with RETAIN (docs/PROTOCOL.md); IoT Core authorises those with iot:RetainPublish. */
+/** The policy variable that is `true` only when the certificate is attached to the thing named by the client id. */
+export const THING_ATTACHED_VARIABLE = 'iot:Connection.Thing.IsAttached';
+
+/** The policy variable holding the connecting thing's thing type. */
+export const THING_TYPE_VARIABLE = 'iot:Connection.Thing.ThingTypeName';
+
+/**
+ * Connecting needs the certificate's thing: without this a certificate carrying a role policy
+ * could connect under any client id whose thing it is not attached to, and the thing-name
+ * variable in every other resource would name a thing the certificate does not own.
+ */
+const CONNECT_CONDITION: IotCondition = { Bool: { [THING_ATTACHED_VARIABLE]: 'true' } };
+
+/** The default prefix of Porchlight's IoT names (policies, thing types). */
+export const DEFAULT_IOT_NAME_PREFIX = 'porchlight';
+
+/**
+ * The IoT thing type an identity of `role` is registered with, e.g. `porchlight-agent`. On AWS
+ * the thing type is what tells roles apart inside an accreditation group's policy: the group's
+ * grants for each role are conditioned on it (see {@link renderIotAccreditationPolicies}).
+ */
+export function roleThingTypeName(role: Role, prefix = DEFAULT_IOT_NAME_PREFIX): string {
+  assertRole(role);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw new InvalidIdError(`IoT name prefix ${JSON.stringify(prefix)} must be 1-64 letters, digits, '_' or '-'`);
+  return `${prefix}-${role}`;
+}
+
+/** Roles an accreditation can add rights to (the orchestrator already holds every root). */
+export function accreditableRoles(): Role[] {
+  return ROLES.filter((role) => grantingAccreditations().some((a) => accreditationGrant(role, a).length > 0));
+}
+
+/** A sentinel id standing in for wildcards and `{self}` when a pattern is classified by parseTopic. */
+const PATTERN_ID = 'pattern:id';
+
+/** Whether a publish pattern is of a retained kind (core/publications.ts); IoT Core then also checks iot:RetainPublish. */
 function isRetainedTopic(pattern: string): boolean {
-  const s = pattern.split('/');
-  if (s[0] === 'agents') return s.length === 3 && (s[2] === 'resume' || s[2] === 'status');
-  if (s[0] === 'clients') return (s.length === 5 && (s[4] === 'status' || s[4] === 'result')) || (s.length === 6 && s[4] === 'output');
-  if (!TASK_ROOTS.includes(s[0] ?? '')) return false;
-  return s.length === 3 && s[2] === 'status';
+  try {
+    const concrete = pattern.split('/').map((seg) => (seg === '+' || seg === SELF ? PATTERN_ID : seg)).join('/');
+    return RETAINED_TOPIC_KINDS.has(parseTopic(concrete).kind);
+  } catch {
+    // `#` or a topic outside the tree: no RetainPublish (fails closed).
+    return false;
+  }
 }
 
 /**
@@ -218,7 +271,7 @@ function isRetainedTopic(pattern: string): boolean {
  * `topicfilter/` resources this also admits the literal filter the client sends (`*` matches a
  * literal `+`), so one resource covers both the wildcard subscription and an exact one.
  */
-function iotPattern(pattern: string): string {
+export function iotTopicPattern(pattern: string): string {
   return pattern
     .split('/')
     .map((seg) => (seg === '+' || seg === '#' ? '*' : seg === SELF ? THING_NAME_VARIABLE : seg))
@@ -263,111 +316,162 @@ function arnPrefix(opts: IotRenderOptions): string {
 
 const ACTION_ORDER = ['iot:Connect', 'iot:Publish', 'iot:RetainPublish', 'iot:Subscribe', 'iot:Receive'];
 
+/** Model statements that share an IoT condition (e.g. one role's share of an accreditation grant). */
+interface ConditionedStatements {
+  readonly statements: readonly PolicyStatement[];
+  readonly condition?: IotCondition;
+}
+
+function mergeConditions(a: IotCondition | undefined, b: IotCondition | undefined): IotCondition | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  const out: Record<string, Record<string, string>> = {};
+  for (const c of [a, b]) for (const [op, kv] of Object.entries(c)) out[op] = { ...out[op], ...kv };
+  return out;
+}
+
 /**
- * Renders model statements to an IoT policy document. Resources that take the same actions
- * share one statement (e.g. a retained topic's iot:Publish and iot:RetainPublish), which keeps
- * documents under IoT's 2048-character limit.
+ * Renders groups of model statements to one IoT policy document, each group's statements (and the
+ * collision guards derived from its grants) under the group's condition. Resources that take the
+ * same actions under the same condition share one statement (e.g. a retained topic's iot:Publish
+ * and iot:RetainPublish), which keeps documents small. Connect is always conditioned on
+ * {@link THING_ATTACHED_VARIABLE}.
  */
-export function renderIotStatements(statements: readonly PolicyStatement[], opts: IotRenderOptions): IotPolicyDocument {
+function renderGroups(groups: readonly ConditionedStatements[], opts: IotRenderOptions): IotPolicyDocument {
   const prefix = arnPrefix(opts);
-  // effect → resource → actions, in first-seen order
-  const byResource = new Map<'Allow' | 'Deny', Map<string, Set<string>>>([['Allow', new Map()], ['Deny', new Map()]]);
-  const add = (effect: 'Allow' | 'Deny', resource: string, action: string): void => {
-    const m = byResource.get(effect) ?? new Map<string, Set<string>>();
-    const actions = m.get(resource) ?? new Set<string>();
+  // (effect, condition) → resource → actions, in first-seen order
+  const byKey = new Map<string, { effect: 'Allow' | 'Deny'; condition?: IotCondition; resources: Map<string, Set<string>> }>();
+  const add = (effect: 'Allow' | 'Deny', condition: IotCondition | undefined, resource: string, action: string): void => {
+    const key = `${effect}|${JSON.stringify(condition ?? null)}`;
+    const slot = byKey.get(key) ?? { effect, ...(condition !== undefined ? { condition } : {}), resources: new Map<string, Set<string>>() };
+    byKey.set(key, slot);
+    const actions = slot.resources.get(resource) ?? new Set<string>();
     actions.add(action);
-    m.set(resource, actions);
+    slot.resources.set(resource, actions);
   };
-  for (const st of statements) {
-    const effect = st.effect === 'allow' ? 'Allow' : 'Deny';
-    for (const topic of st.topics) {
-      const res = iotPattern(topic);
-      for (const action of st.actions) {
-        switch (action) {
-          case 'connect':
-            add(effect, `client/${res}`, 'iot:Connect');
-            break;
-          case 'publish':
-            add(effect, `topic/${res}`, 'iot:Publish');
-            if (isRetainedTopic(topic)) add(effect, `topic/${res}`, 'iot:RetainPublish');
-            break;
-          case 'subscribe':
-            add(effect, `topicfilter/${res}`, 'iot:Subscribe');
-            break;
-          case 'receive':
-            // IoT Core checks iot:Receive against the topic a message was published on, never
-            // against `$share/…`, so a shared-subscription pattern needs only its topic filter.
-            if (!topic.startsWith('$share/')) add(effect, `topic/${res}`, 'iot:Receive');
-            break;
+  for (const group of groups) {
+    for (const st of group.statements) {
+      const effect = st.effect === 'allow' ? 'Allow' : 'Deny';
+      for (const topic of st.topics) {
+        const res = iotTopicPattern(topic);
+        for (const action of st.actions) {
+          switch (action) {
+            case 'connect':
+              add(effect, mergeConditions(group.condition, CONNECT_CONDITION), `client/${res}`, 'iot:Connect');
+              break;
+            case 'publish':
+              add(effect, group.condition, `topic/${res}`, 'iot:Publish');
+              if (isRetainedTopic(topic)) add(effect, group.condition, `topic/${res}`, 'iot:RetainPublish');
+              break;
+            case 'subscribe':
+              add(effect, group.condition, `topicfilter/${res}`, 'iot:Subscribe');
+              break;
+            case 'receive':
+              // IoT Core checks iot:Receive against the topic a message was published on, never
+              // against `$share/…`, so a shared-subscription pattern needs only its topic filter.
+              if (!topic.startsWith('$share/')) add(effect, group.condition, `topic/${res}`, 'iot:Receive');
+              break;
+          }
         }
       }
     }
+    for (const guard of collisionGuards(group.statements)) {
+      // `topic*` covers both `topic/` and `topicfilter/` resources: one deny per word.
+      add('Deny', group.condition, `topic*/${iotTopicPattern(guard.topic)}`, guard.action);
+    }
   }
-  for (const guard of collisionGuards(statements)) {
-    // `topic*` covers both `topic/` and `topicfilter/` resources: one deny per word.
-    add('Deny', `topic*/${iotPattern(guard.topic)}`, guard.action);
-  }
+  const rank = (actions: string): number => ACTION_ORDER.indexOf(actions.split(',')[0] ?? '');
   const Statement: IotPolicyStatement[] = [];
   for (const effect of ['Allow', 'Deny'] as const) {
-    const groups = new Map<string, string[]>();
-    for (const [resource, actions] of byResource.get(effect) ?? []) {
-      const key = [...actions].sort((x, y) => ACTION_ORDER.indexOf(x) - ACTION_ORDER.indexOf(y)).join(',');
-      groups.set(key, [...(groups.get(key) ?? []), prefix + resource]);
+    const merged = new Map<string, { actions: string; condition?: IotCondition; resources: string[] }>();
+    for (const slot of byKey.values()) {
+      if (slot.effect !== effect) continue;
+      for (const [resource, actions] of slot.resources) {
+        const actionKey = [...actions].sort((x, y) => ACTION_ORDER.indexOf(x) - ACTION_ORDER.indexOf(y)).join(',');
+        const key = `${actionKey}|${JSON.stringify(slot.condition ?? null)}`;
+        const m = merged.get(key) ?? { actions: actionKey, ...(slot.condition !== undefined ? { condition: slot.condition } : {}), resources: [] };
+        m.resources.push(prefix + resource);
+        merged.set(key, m);
+      }
     }
-    const keys = [...groups.keys()].sort((x, y) => ACTION_ORDER.indexOf(x.split(',')[0] ?? '') - ACTION_ORDER.indexOf(y.split(',')[0] ?? '') || x.localeCompare(y));
-    for (const key of keys) Statement.push({ Effect: effect, Action: key.split(','), Resource: groups.get(key) ?? [] });
+    const ordered = [...merged.entries()].sort(([kx, x], [ky, y]) => rank(x.actions) - rank(y.actions) || kx.localeCompare(ky));
+    for (const [, m] of ordered) {
+      Statement.push({ Effect: effect, Action: m.actions.split(','), Resource: m.resources, ...(m.condition !== undefined ? { Condition: m.condition } : {}) });
+    }
   }
   return { Version: '2012-10-17', Statement };
 }
 
+/** Renders model statements to one IoT policy document (see {@link renderIotPolicies} for deployable parts). */
+export function renderIotStatements(statements: readonly PolicyStatement[], opts: IotRenderOptions): IotPolicyDocument {
+  return renderGroups([{ statements }], opts);
+}
+
 /**
- * Splits a document into documents of at most `maxChars` (IoT's limit by default), keeping
- * statement order. Attached together to one principal they grant exactly what the original
- * does: IoT evaluates the union of a principal's policies, and an explicit deny in any of them
- * wins. Throws when a single resource does not fit.
+ * Renders groups of statements as IoT policy documents of at most `maxChars` each (IoT's limit),
+ * every one safe on its own: a part carries the collision guards of the grants it holds, and the
+ * model's explicit deny statements go into every part, so attaching only some parts can take
+ * rights away but never widen them. Grants are packed in order, one topic at a time.
+ * Throws when a single grant with its guards and the denies does not fit.
  */
-export function splitIotPolicy(doc: IotPolicyDocument, maxChars = IOT_POLICY_MAX_CHARS): IotPolicyDocument[] {
+function renderParts(groups: readonly ConditionedStatements[], opts: IotRenderOptions, maxChars: number): IotPolicyDocument[] {
+  const denies: ConditionedStatements[] = groups
+    .map((g) => ({ ...g, statements: g.statements.filter((s) => s.effect === 'deny') }))
+    .filter((g) => g.statements.length > 0);
+  const units: ConditionedStatements[] = groups.flatMap((g) =>
+    g.statements.filter((s) => s.effect === 'allow').flatMap((s) => s.topics.map((topic) => ({ ...g, statements: [{ ...s, topics: [topic] }] }))));
+  const render = (chosen: readonly ConditionedStatements[]): IotPolicyDocument => renderGroups([...chosen, ...denies], opts);
   const parts: IotPolicyDocument[] = [];
-  let current: IotPolicyStatement[] = [];
-  const size = (statements: IotPolicyStatement[]): number => iotPolicySize({ Version: '2012-10-17', Statement: statements });
-  for (const st of doc.Statement) {
-    for (const resource of st.Resource) {
-      const last = current[current.length - 1];
-      const merged = last && last.Effect === st.Effect && last.Action.join() === st.Action.join()
-        ? [...current.slice(0, -1), { ...last, Resource: [...last.Resource, resource] }]
-        : [...current, { Effect: st.Effect, Action: [...st.Action], Resource: [resource] }];
-      if (size(merged) <= maxChars) {
-        current = merged;
-        continue;
-      }
-      if (current.length === 0) throw new InvalidIdError(`IoT policy resource ${resource} alone exceeds ${maxChars} characters`);
-      parts.push({ Version: '2012-10-17', Statement: current });
-      current = [{ Effect: st.Effect, Action: [...st.Action], Resource: [resource] }];
-      if (size(current) > maxChars) throw new InvalidIdError(`IoT policy resource ${resource} alone exceeds ${maxChars} characters`);
+  let current: ConditionedStatements[] = [];
+  for (const unit of units) {
+    if (iotPolicySize(render([...current, unit])) <= maxChars) {
+      current.push(unit);
+      continue;
     }
+    if (current.length === 0 || iotPolicySize(render([unit])) > maxChars) {
+      throw new InvalidIdError(`IoT policy grant ${unit.statements[0]?.topics[0] ?? ''} with its guards and denies alone exceeds ${maxChars} characters`);
+    }
+    parts.push(render(current));
+    current = [unit];
   }
-  if (current.length > 0) parts.push({ Version: '2012-10-17', Statement: current });
+  if (current.length > 0 || parts.length === 0) parts.push(render(current));
   return parts;
 }
 
 /**
- * The AWS IoT policy for a role (plus the grants of `accreditations`, when given). Agents,
- * clients and observers are IoT things: `{self}` becomes `${iot:Connection.Thing.ThingName}`,
- * so iot:Connect succeeds only when the MQTT client id equals the thing name the certificate is
- * attached to.
+ * The deployable IoT policy documents of a role (`<name>`, `<name>-2`, …), each within IoT's size
+ * limit and safe on its own (see {@link renderParts}). Agents, clients and observers are IoT
+ * things: `{self}` becomes `${iot:Connection.Thing.ThingName}` and iot:Connect needs the
+ * certificate to be attached to that thing, so the client id must be the thing's name.
  */
+export function renderIotPolicies(role: Role, opts: IotRenderOptions & { readonly maxChars?: number }): IotPolicyDocument[] {
+  return renderParts([{ statements: roleStatements(role) }], opts, opts.maxChars ?? IOT_POLICY_MAX_CHARS);
+}
+
+/** A role's whole policy as one document, however large: for evaluating it, not for deploying it. */
 export function renderIotPolicy(role: Role, opts: IotRenderOptions & { readonly accreditations?: readonly string[] }): IotPolicyDocument {
   return renderIotStatements(roleStatements(role, opts.accreditations ?? []), opts);
 }
 
 /**
- * The policy attached to an accreditation's thing group (`accredit-<label>`): only what the
- * accreditation adds for `role` (default `agent`). Members also hold their role's base policy.
+ * The policy documents attached to an accreditation's thing group (`accredit-<label>`): for every
+ * role an accreditation can extend, what it adds to that role, conditioned on the role's thing
+ * type ({@link roleThingTypeName}). A client in the group gets client rights on the unlocked
+ * roots, an agent agent rights, and a thing of no Porchlight type nothing. Members also hold
+ * their role's base policy on their certificate.
  */
-export function renderIotAccreditationPolicy(accreditation: string, opts: IotRenderOptions & { readonly role?: Role }): IotPolicyDocument {
-  const grant = accreditationGrant(opts.role ?? 'agent', accreditation);
-  if (grant.length === 0) throw new InvalidIdError(`accreditation ${JSON.stringify(accreditation)} unlocks no data class; known: ${grantingAccreditations().join(', ')}`);
-  return renderIotStatements(grant, opts);
+export function renderIotAccreditationPolicies(
+  accreditation: string,
+  opts: IotRenderOptions & { readonly namePrefix?: string; readonly maxChars?: number },
+): IotPolicyDocument[] {
+  const groups = accreditableRoles()
+    .map((role) => ({
+      statements: accreditationGrant(role, accreditation),
+      condition: { StringEquals: { [THING_TYPE_VARIABLE]: roleThingTypeName(role, opts.namePrefix) } },
+    }))
+    .filter((g) => g.statements.length > 0);
+  if (groups.length === 0) throw new InvalidIdError(`accreditation ${JSON.stringify(accreditation)} unlocks no data class; known: ${grantingAccreditations().join(', ')}`);
+  return renderParts(groups, opts, opts.maxChars ?? IOT_POLICY_MAX_CHARS);
 }
 
 /** Size of a policy document as AWS IoT counts it (JSON without whitespace). */

@@ -3,6 +3,7 @@
  * IoT data plane and SQS (functions/adapters), or over the local stack (local/).
  */
 import type { AgentRecord, OutboundMessage, ProposalRecord, TaskRecord, TimerEvent } from './model';
+import type { PresenceMark, PresenceOrder } from './presence';
 import type { AgentStatus, Resume, Telemetry } from './schemas';
 
 /** Wall-clock time; injected so tests control it. */
@@ -53,6 +54,12 @@ export interface Registry {
   /** Records a status; returns the updated record, or undefined for an agent with no résumé yet. */
   setStatus(agentId: string, status: AgentStatus, at: number): Promise<AgentRecord | undefined>;
   recordTelemetry(agentId: string, telemetry: Telemetry, at: number): Promise<AgentRecord | undefined>;
+  /**
+   * Records `mark` (and `status`, when given) only if it is newer than the agent's recorded mark
+   * (`orderPresence` in core/presence.ts), atomically with respect to other updates of the agent. Returns how
+   * the mark ordered and the record as it now is; undefined for an agent with no résumé.
+   */
+  recordPresence(agentId: string, mark: PresenceMark, status: AgentStatus | undefined, at: number): Promise<{ order: PresenceOrder; record: AgentRecord } | undefined>;
   get(agentId: string): Promise<AgentRecord | undefined>;
   /** Agents advertising `skill`: O(agents with the skill), via the per-skill index. */
   findBySkill(skill: string): Promise<AgentRecord[]>;

@@ -9,23 +9,25 @@
 import { z } from 'zod';
 import { NotAuthorizedError, PorchlightError, ValidationError, InvalidStateError } from './errors';
 import { asPorchlightError, notifyAgent, refuse, topicOfKind } from './inbound';
-import type { AgentRecord } from './model';
 import type { HandleOutcome, LogFn, LogLevel } from './inbound';
 import type { Orchestrator } from './orchestrator';
 import { canonicalJson } from './outbox';
 import type { AccreditationVerifier, Clock, Publisher, Registry } from './ports';
+import type { PresenceMark } from './presence';
 import type { InboundMessage } from './rule-event';
 import { AgentStatus, Resume, SCHEMA_VERSION, Telemetry, decodePayload } from './schemas';
 import type { ParsedTopic } from './topics';
 
 /**
  * The payload of an IoT Core lifecycle event (`$aws/events/presence/{connected|disconnected}/{clientId}`).
- * Other fields AWS sends (sessionIdentifier, principalIdentifier, versionNumber, …) are dropped.
+ * Other fields AWS sends (sessionIdentifier, principalIdentifier, …) are dropped.
  */
 export const PresenceEvent = z.object({
   clientId: z.string().min(1),
   /** Epoch ms. */
   timestamp: z.number().int().nonnegative(),
+  /** Grows with each connection of the client id; orders events that arrive out of order. */
+  versionNumber: z.number().int().nonnegative().optional(),
   eventType: z.enum(['connected', 'disconnected']),
   /** Disconnected events only, e.g. CLIENT_INITIATED_DISCONNECT, CONNECTION_LOST, DUPLICATE_CLIENTID. */
   disconnectReason: z.string().optional(),
@@ -132,6 +134,13 @@ export class RegistryService {
       await this.deps.registry.setStatus(agentId, status, this.now());
       this.log('info', 'agent status recorded', { agentId, state: status.state, reason: status.reason });
     }
+    // The agent's own word is a connection event too: a lifecycle disconnect from before it is stale.
+    // Only a broker time can be compared with lifecycle timestamps; a message without one (0) says nothing.
+    if (msg.receivedAt > 0) {
+      const version = existing.presence?.version;
+      const mark: PresenceMark = { event: status.state === 'offline' ? 'disconnected' : 'connected', at: msg.receivedAt, ...(version !== undefined ? { version } : {}) };
+      await this.deps.registry.recordPresence(agentId, mark, undefined, this.now());
+    }
     // Re-run on a repeat too: a first attempt may have stopped between recording and re-assigning; re-assigning is idempotent.
     if (status.state === 'offline') await this.deps.orchestrator.onAgentGone(agentId, status.reason ?? 'agent reported offline');
     return same ? { status: 'duplicate', detail: `agent ${agentId} already ${status.state}` } : { status: 'accepted', detail: `agent ${agentId} is ${status.state}` };
@@ -165,8 +174,11 @@ export class RegistryService {
   /**
    * `$aws/events/presence/{connected|disconnected}/{clientId}` (IoT Core only): a disconnect marks
    * a registered agent offline and re-assigns its steps, except when IoT Core closed an old session
-   * because the agent connected again; a connect only touches the agent's record. Identities that
-   * are not registered agents (clients, the orchestrator) are ignored.
+   * because the agent connected again; a connect is recorded. Events arrive out of order and
+   * twice: one older than the newest recorded connection event (core/presence.ts; by IoT Core's
+   * `versionNumber`, then time, including the agent's own status messages) changes nothing, so a
+   * stale disconnect never marks an agent that is back offline. Identities that are not
+   * registered agents (clients, the orchestrator) are ignored.
    */
   async onPresence(msg: InboundMessage): Promise<HandleOutcome> {
     const parsed = this.parse(msg, 'presence');
@@ -184,24 +196,40 @@ export class RegistryService {
     const agentId = parsed.clientId;
     const existing = await this.deps.registry.get(agentId);
     if (!existing) return { status: 'ignored', detail: `${agentId} is not a registered agent` };
+    const mark: PresenceMark = { event: event.eventType, at: event.timestamp, ...(event.versionNumber !== undefined ? { version: event.versionNumber } : {}) };
 
     if (event.eventType === 'connected') {
-      await this.deps.registry.setStatus(agentId, statusOf(existing), this.now());
-      return { status: 'accepted', detail: `agent ${agentId} connected; record touched` };
+      const recorded = await this.deps.registry.recordPresence(agentId, mark, undefined, this.now());
+      if (!recorded) return { status: 'ignored', detail: `${agentId} is not a registered agent` };
+      if (recorded.order === 'stale') return { status: 'ignored', detail: `stale connect of agent ${agentId}: ${describeMark(mark)} is older than ${describeMark(existing.presence)}` };
+      if (recorded.order === 'duplicate') return { status: 'duplicate', detail: `connect of agent ${agentId} already recorded` };
+      return { status: 'accepted', detail: `agent ${agentId} connected (${describeMark(mark)})` };
     }
     const reason = event.disconnectReason ?? 'unknown reason';
     if (reason === SUPERSEDED_SESSION_REASON) return { status: 'ignored', detail: `agent ${agentId} reconnected; its old session was closed` };
-    return this.markOffline(agentId, `disconnected (${reason})`, event.timestamp, existing);
+    const offline: AgentStatus = { v: SCHEMA_VERSION, state: 'offline', reason: `disconnected (${reason})`, at: new Date(event.timestamp).toISOString() };
+    const recorded = await this.deps.registry.recordPresence(agentId, mark, offline, this.now());
+    if (!recorded) return { status: 'ignored', detail: `agent ${agentId} is not registered` };
+    if (recorded.order === 'stale') {
+      this.log('info', 'stale disconnect ignored', { agentId, event: mark, newest: recorded.record.presence });
+      return { status: 'ignored', detail: `stale disconnect of agent ${agentId}: ${describeMark(mark)} is older than ${describeMark(recorded.record.presence)}` };
+    }
+    // A duplicate re-runs re-assignment (a first attempt may have stopped half-way), but only while the
+    // agent is still offline: one that came back since must keep its new steps.
+    if (recorded.record.state === 'offline') await this.deps.orchestrator.onAgentGone(agentId, offline.reason ?? reason);
+    if (recorded.order === 'duplicate' || existing.state === 'offline') return { status: 'duplicate', detail: `agent ${agentId} already offline` };
+    this.log('info', 'agent marked offline', { agentId, reason: offline.reason });
+    return { status: 'accepted', detail: `agent ${agentId} marked offline: ${offline.reason}` };
   }
 
   // -------------------------------------------------------------------------------------------
 
-  private async markOffline(agentId: string, reason: string, at?: number, known?: AgentRecord): Promise<HandleOutcome> {
-    const existing = known ?? (await this.deps.registry.get(agentId));
+  private async markOffline(agentId: string, reason: string): Promise<HandleOutcome> {
+    const existing = await this.deps.registry.get(agentId);
     if (!existing) return { status: 'ignored', detail: `agent ${agentId} is not registered` };
     const already = existing.state === 'offline';
     if (!already) {
-      const status: AgentStatus = { v: SCHEMA_VERSION, state: 'offline', reason, ...(at !== undefined ? { at: new Date(at).toISOString() } : {}) };
+      const status: AgentStatus = { v: SCHEMA_VERSION, state: 'offline', reason };
       await this.deps.registry.setStatus(agentId, status, this.now());
       this.log('info', 'agent marked offline', { agentId, reason });
     }
@@ -232,7 +260,7 @@ export class RegistryService {
   }
 }
 
-/** The agent's current status, re-recorded to refresh its record. */
-function statusOf(agent: AgentRecord): AgentStatus {
-  return { v: SCHEMA_VERSION, state: agent.state, ...(agent.load ? { load: { ...agent.load } } : {}) };
+function describeMark(mark: PresenceMark | undefined): string {
+  if (mark === undefined) return 'nothing';
+  return `${mark.event} at ${new Date(mark.at).toISOString()}${mark.version !== undefined ? ` (connection ${mark.version})` : ''}`;
 }

@@ -13,14 +13,20 @@ export interface PorchlightStacks {
   readonly service: ServiceStack;
 }
 
-/** Adds Porchlight's stacks to `app` (named `<prefix>-stateful`, `<prefix>-service`). */
+/**
+ * Adds Porchlight's stacks to `app` (named `<prefix>-stateful`, `<prefix>-service`). Context
+ * `alarmEmail` (`npx cdk deploy -c alarmEmail=ops@example.com`) subscribes an address to the alarms.
+ */
 export function buildPorchlight(app: App, prefix = 'Porchlight'): PorchlightStacks {
+  const alarmEmail: unknown = app.node.tryGetContext('alarmEmail');
+  if (alarmEmail !== undefined && typeof alarmEmail !== 'string') throw new Error('context alarmEmail must be a string');
   const stateful = new StatefulStack(app, `${prefix}-stateful`, { description: 'Porchlight: table, timer queue, IoT policies and accreditation groups' });
   const service: ServiceStack = new ServiceStack(app, `${prefix}-service`, {
     description: 'Porchlight: orchestrator functions, IoT rules, schedule and alarms',
     tableName: stateful.tableName,
     timerQueue: stateful.timerQueue,
     timerDeadLetterQueue: stateful.timerDeadLetterQueue,
+    ...(alarmEmail !== undefined ? { alarmEmail } : {}),
   });
   service.addStackDependency(stateful, 'the service imports the table by name');
   return { stateful, service };

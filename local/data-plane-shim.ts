@@ -13,13 +13,18 @@
  * Errors are JSON `{"message": …}` with the error name in `x-amzn-errortype`, which the SDK
  * turns into its modelled exceptions (InvalidRequestException, RequestEntityTooLargeException, …).
  *
- * Requests are not SigV4-verified: the shim listens on loopback only, as the local stand-in for
- * the Lambda role's iot:Publish permission.
+ * Requests are not SigV4-verified (the shim listens on loopback only), but with `grants` they are
+ * authorised as IoT Core authorises the Lambda role's iot:Publish: the access key that signed the
+ * request names the calling function (local/function-credentials.ts), and a topic outside that
+ * function's grant — or a retained publish of a kind granted without iot:RetainPublish — is
+ * refused with 403 ForbiddenException before anything reaches the broker.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
+import { publishRefusal } from '../core/publications';
 import { MAX_PAYLOAD_BYTES } from '../core/schemas';
+import { accessKeyOfAuthorization, type PublishGrant } from './function-credentials';
 import { silentLog, type StackLog } from './log';
 
 /** Options for {@link startDataPlaneShim}. */
@@ -32,6 +37,13 @@ export interface DataPlaneShimOptions {
   readonly maxPayloadBytes?: number;
   /** How long to wait for the broker's PUBACK. @default 10000 */
   readonly publishTimeoutMs?: number;
+  /**
+   * The publish grant of the caller whose access key signed a request (undefined: the key grants
+   * nothing). When set, every publish is checked against it; the local stack sets it to the
+   * functions' grants from the publication catalogue.
+   * @default no check: anything the orchestrator identity may publish on the broker
+   */
+  readonly grants?: (accessKeyId: string | undefined) => PublishGrant | undefined;
   readonly log?: StackLog;
 }
 
@@ -210,6 +222,19 @@ async function publish(mqtt: MqttClient, request: ParsedPublish, timeoutMs: numb
   }
 }
 
+/** Refuses (403, as IoT Core refuses a publish outside the role's IAM grant) what the signer's grant does not cover. */
+function authorize(grants: NonNullable<DataPlaneShimOptions['grants']>, authorization: string | undefined, request: ParsedPublish): void {
+  const accessKeyId = accessKeyOfAuthorization(authorization);
+  const grant = grants(accessKeyId);
+  if (grant === undefined) {
+    throw new DataPlaneRequestError(403, 'ForbiddenException', `access key ${JSON.stringify(accessKeyId ?? null)} belongs to no function; it may not publish to ${request.topic}`);
+  }
+  const refusal = publishRefusal(grant.publications, request.topic, request.options.retain === true);
+  if (refusal !== undefined) {
+    throw new DataPlaneRequestError(403, 'ForbiddenException', `${grant.caller} is not authorized to perform iot:Publish${request.options.retain === true ? ' with RETAIN' : ''} on ${request.topic}: ${refusal}`);
+  }
+}
+
 /** Starts the shim on 127.0.0.1:`port`. */
 export async function startDataPlaneShim(options: DataPlaneShimOptions): Promise<DataPlaneShim> {
   const log = options.log ?? silentLog;
@@ -221,6 +246,7 @@ export async function startDataPlaneShim(options: DataPlaneShimOptions): Promise
     try {
       const body = await readBody(req, maxPayloadBytes);
       const request = parsePublishRequest(req.method ?? 'GET', req.url ?? '/', req.headers, body, maxPayloadBytes);
+      if (options.grants !== undefined) authorize(options.grants, singleHeader(req.headers, 'authorization'), request);
       await publish(options.mqtt, request, timeoutMs);
       send(res, 200, requestId);
     } catch (err) {

@@ -60,6 +60,12 @@ export interface WorkerInvokerOptions {
   readonly timeoutMs?: number;
   /** Receives the functions' stdout and stderr (Powertools JSON logs, EMF metrics); inherited when absent. */
   readonly output?: WriteStream;
+  /**
+   * Each function's own AWS credentials, set as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in its
+   * environment as Lambda sets its role's: the local shims tell the callers apart by them.
+   * @default the credentials in `env`, shared by every function
+   */
+  readonly credentials?: (functionName: string) => { readonly accessKeyId: string; readonly secretAccessKey: string };
 }
 
 interface Pending {
@@ -83,10 +89,16 @@ class Environment {
     // The worker is plain Node: it registers tsx first so it can load TypeScript, whether the
     // parent runs under tsx (npm start) or under jest's own transformer.
     const bootstrap = `require(${JSON.stringify(tsx)}).register();require(${JSON.stringify(workerModule)});`;
+    const credentials = options.credentials?.(functionName);
     this.worker = new Worker(bootstrap, {
       eval: true,
       workerData: setup,
-      env: { ...options.env, AWS_LAMBDA_FUNCTION_NAME: functionName, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '512' },
+      env: {
+        ...options.env,
+        ...(credentials !== undefined ? { AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey } : {}),
+        AWS_LAMBDA_FUNCTION_NAME: functionName,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '512',
+      },
       stdout: options.output !== undefined,
       stderr: options.output !== undefined,
     });

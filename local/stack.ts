@@ -16,6 +16,7 @@ import { startDataPlaneShim, type DataPlaneShim } from './data-plane-shim';
 import { fileDeadLetterSink } from './dead-letters';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, LOCAL_TABLE_NAME, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb';
 import { freePort } from './free-port';
+import { functionPublishGrant, localFunctionCredentials } from './function-credentials';
 import { createWorkerInvoker, type FunctionInvoker, type HandlerResolver } from './function-invoker';
 import { checkRate, seededRandom } from './fault-injection';
 import { silentLog, type StackLog } from './log';
@@ -208,7 +209,8 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     mqtt.on('connect', (connack) => log.info('orchestrator MQTT connection up', { sessionPresent: connack.sessionPresent }));
     stops.push(() => mqtt.endAsync().catch(() => undefined));
 
-    const dataPlane: DataPlaneShim = await startDataPlaneShim({ port: options.ports?.dataPlane ?? (await freePort()), mqtt, log });
+    // Each function publishes with its own credentials and only within its grant, as on AWS.
+    const dataPlane: DataPlaneShim = await startDataPlaneShim({ port: options.ports?.dataPlane ?? (await freePort()), mqtt, log, grants: functionPublishGrant });
     stops.push(() => dataPlane.stop());
 
     const functionsLog: WriteStream = createWriteStream(join(logsDir, 'functions.log'), { flags: 'a' });
@@ -237,7 +239,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     const deadLetterPath = join(stateDir, 'dead-letters.jsonl');
     const deadLetters = fileDeadLetterSink(deadLetterPath, log);
-    const workers = createWorkerInvoker({ env, ...(options.resolveHandler !== undefined ? { resolve: options.resolveHandler } : {}), output: functionsLog });
+    const workers = createWorkerInvoker({
+      env, credentials: localFunctionCredentials, ...(options.resolveHandler !== undefined ? { resolve: options.resolveHandler } : {}), output: functionsLog,
+    });
     stops.push(() => workers.close());
     const sqs: SqsShim = await startSqsShim({ port: sqsPort, invoker: workers, deadLetters, region: LOCAL_REGION, queueName: LOCAL_TIMER_QUEUE, log });
     stops.push(() => sqs.stop());

@@ -23,6 +23,7 @@ import { GetCommand, PutCommand, TransactWriteCommand, type DynamoDBDocumentClie
 import { VersionConflictError } from '../../core/errors';
 import type { AgentRecord } from '../../core/model';
 import type { Registry } from '../../core/ports';
+import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
 import type { AgentStatus, Resume, Telemetry } from '../../core/schemas';
 import { TABLE } from '../../infra/table-definition';
 import { ItemTooLargeError, StoreError } from './errors';
@@ -92,6 +93,30 @@ export class DynamoRegistry implements Registry {
   /** Records measured telemetry; undefined (and no write) for an agent with no résumé. */
   async recordTelemetry(agentId: string, telemetry: Telemetry, at: number): Promise<AgentRecord | undefined> {
     return this.update(agentId, (current) => (current === undefined ? undefined : { ...current, telemetry, updatedAt: at }));
+  }
+
+  /** Records a newer presence mark (and status) under the profile's version; a stale or duplicate one writes nothing. */
+  async recordPresence(agentId: string, mark: PresenceMark, status: AgentStatus | undefined, at: number): Promise<{ order: PresenceOrder; record: AgentRecord } | undefined> {
+    for (let attempt = 1; ; attempt += 1) {
+      const current = await this.read(agentId);
+      if (current === undefined) return undefined;
+      const order = orderPresence(current.record.presence, mark);
+      if (order !== 'newer') return { order, record: current.record };
+      const next: AgentRecord = {
+        ...current.record,
+        ...(status !== undefined ? { state: status.state, ...(status.load !== undefined ? { load: { ...status.load } } : {}) } : {}),
+        presence: { ...mark },
+        updatedAt: at,
+        version: current.record.version + 1,
+      };
+      try {
+        await this.write(current, next);
+        return { order, record: next };
+      } catch (err) {
+        // A concurrent update may have recorded a newer mark: order again from a fresh read.
+        if (!(err instanceof VersionConflictError) || attempt >= this.maxAttempts) throw err;
+      }
+    }
   }
 
   /** The agent's profile, read consistently. */

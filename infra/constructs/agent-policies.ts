@@ -4,12 +4,14 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import {
+  DEFAULT_IOT_NAME_PREFIX,
   ROLES,
+  accreditableRoles,
   accreditationGroupName,
   grantingAccreditations,
-  renderIotAccreditationPolicy,
-  renderIotPolicy,
-  splitIotPolicy,
+  renderIotAccreditationPolicies,
+  renderIotPolicies,
+  roleThingTypeName,
   validateAccreditation,
   type IotPolicyDocument,
   type Role,
@@ -22,7 +24,7 @@ const SIZING_ARN = { partition: 'aws-us-gov', region: 'xx-xxxxxxxxxxx-9', accoun
 /** Props of {@link AgentPolicies}. */
 export interface AgentPoliciesProps {
   /**
-   * Prefix of every IoT policy name (`<prefix>-agent`, `<prefix>-accredit-gdpr`, …).
+   * Prefix of every IoT policy and thing type name (`<prefix>-agent`, `<prefix>-accredit-gdpr`, …).
    * @default 'porchlight'
    */
   readonly namePrefix?: string;
@@ -35,20 +37,26 @@ export interface AgentPoliciesProps {
 
 /**
  * The IoT side of the policy model (core/policy.ts): one IoT policy per role, to be attached to
- * each identity's certificate when it is registered, and one thing group per accreditation
- * whose policy adds the sensitive topic roots for its member agents.
+ * each identity's certificate when it is registered; one thing type per role that an
+ * accreditation can extend (`<prefix>-agent`, `<prefix>-client`, …), which each identity's thing
+ * is created with; and one thing group per accreditation whose policy adds the sensitive topic
+ * roots to its members — for each role only that role's rights, conditioned on the thing type,
+ * so a client in `accredit-gdpr` gets client rights on `patient-data/` and never agent rights.
  *
  * CloudFormation cannot attach a policy to a thing group (`AWS::IoT::PolicyPrincipalAttachment`
  * takes certificate ARNs and Cognito ids only, aws/aws-cdk#26166), so the attachment is an
  * `AwsCustomResource` calling IoT `AttachPolicy` with the group ARN as target, and
  * `DetachPolicy` on delete.
  *
- * A document larger than IoT's 2048-character limit is split into `<name>`, `<name>-2`, …; all
- * parts must be attached together (IoT evaluates their union, and a deny in any part wins).
+ * A document larger than IoT's 2048-character limit is split into `<name>`, `<name>-2`, …; every
+ * part carries the denies guarding its own grants, so attaching only some parts narrows rights
+ * and never widens them; attach all of them for the role to work.
  */
 export class AgentPolicies extends Construct {
   /** The IoT policies of each role, in attachment order. */
   public readonly rolePolicies: Readonly<Record<Role, readonly iot.CfnPolicy[]>>;
+  /** The thing type of each role an accreditation can extend; an identity's thing must have its role's type. */
+  public readonly thingTypes: Readonly<Partial<Record<Role, iot.CfnThingType>>>;
   /** The thing group of each accreditation. */
   public readonly accreditationGroups: Readonly<Record<string, iot.CfnThingGroup>>;
   /** The grant policies attached to each accreditation's thing group. */
@@ -56,13 +64,22 @@ export class AgentPolicies extends Construct {
 
   constructor(scope: Construct, id: string, props: AgentPoliciesProps = {}) {
     super(scope, id);
-    const prefix = props.namePrefix ?? 'porchlight';
+    const prefix = props.namePrefix ?? DEFAULT_IOT_NAME_PREFIX;
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) throw new Error(`${id}: namePrefix "${prefix}" must be 1-64 letters, digits, '_' or '-'`);
     const accreditations = [...new Set(props.accreditations ?? grantingAccreditations())].map(validateAccreditation);
 
     const rolePolicies = {} as Record<Role, iot.CfnPolicy[]>;
-    for (const role of ROLES) rolePolicies[role] = this.policies(`Role-${role}`, `${prefix}-${role}`, renderIotPolicy(role, SIZING_ARN));
+    for (const role of ROLES) rolePolicies[role] = this.policies(`Role-${role}`, `${prefix}-${role}`, renderIotPolicies(role, SIZING_ARN));
     this.rolePolicies = rolePolicies;
+
+    const thingTypes: Partial<Record<Role, iot.CfnThingType>> = {};
+    for (const role of accreditableRoles()) {
+      thingTypes[role] = new iot.CfnThingType(this, `Type-${role}`, {
+        thingTypeName: roleThingTypeName(role, prefix),
+        thingTypeProperties: { thingTypeDescription: `Porchlight ${role}: accreditation groups grant a thing of this type ${role} rights only` },
+      });
+    }
+    this.thingTypes = thingTypes;
 
     const groups: Record<string, iot.CfnThingGroup> = {};
     const grantPolicies: Record<string, iot.CfnPolicy[]> = {};
@@ -72,7 +89,7 @@ export class AgentPolicies extends Construct {
         thingGroupName: groupName,
         thingGroupProperties: { thingGroupDescription: `Porchlight: identities verified to hold the ${accreditation} accreditation` },
       });
-      const policies = this.policies(`Grant-${accreditation}`, `${prefix}-accredit-${accreditation}`, renderIotAccreditationPolicy(accreditation, SIZING_ARN));
+      const policies = this.policies(`Grant-${accreditation}`, `${prefix}-accredit-${accreditation}`, renderIotAccreditationPolicies(accreditation, { ...SIZING_ARN, namePrefix: prefix }));
       policies.forEach((policy, i) => this.attachToGroup(`Attach-${accreditation}-${i + 1}`, policy, group));
       groups[accreditation] = group;
       grantPolicies[accreditation] = policies;
@@ -82,13 +99,13 @@ export class AgentPolicies extends Construct {
   }
 
   /**
-   * Splits a document rendered with {@link SIZING_ARN} (longer than any real partition, region
-   * or account, so every part fits once deployed) and points its ARNs at this stack's own.
+   * Policies from parts rendered with {@link SIZING_ARN} (longer than any real partition, region
+   * or account, so every part fits once deployed), their ARNs pointed at this stack's own.
    */
-  private policies(id: string, name: string, doc: IotPolicyDocument): iot.CfnPolicy[] {
+  private policies(id: string, name: string, parts: readonly IotPolicyDocument[]): iot.CfnPolicy[] {
     const sizingPrefix = `arn:${SIZING_ARN.partition}:iot:${SIZING_ARN.region}:${SIZING_ARN.account}:`;
     const realPrefix = `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:`;
-    return splitIotPolicy(doc).map((part, i) => {
+    return parts.map((part, i) => {
       const policyDocument: IotPolicyDocument = {
         Version: part.Version,
         Statement: part.Statement.map((st) => ({ ...st, Resource: st.Resource.map((r) => realPrefix + r.slice(sizingPrefix.length)) })),

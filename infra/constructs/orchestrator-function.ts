@@ -8,13 +8,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as path from 'node:path';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { TASK_ROOTS } from '../../core/data-classes';
 import { DEFAULT_ORCHESTRATOR_CONFIG as DEFAULTS } from '../../core/orchestrator';
-import { handlerEntry, type FunctionName } from '../rules/catalogue';
+import { iotTopicPattern } from '../../core/policy';
+import { functionPublications, handlerEntry, type FunctionName } from '../rules/catalogue';
 import { acknowledge, LAMBDA_BASIC_EXECUTION_FINDING, wildcardResourceFinding } from './acknowledge';
-
-/** Topics an orchestrator function may publish through the IoT data plane. */
-export type PublishKind = 'status' | 'result' | 'assign' | 'pool' | 'errors';
 
 /** The orchestrator's tunables, passed to every function as environment variables; defaults are core's DEFAULT_ORCHESTRATOR_CONFIG. */
 export interface OrchestratorSettings {
@@ -48,8 +45,6 @@ export interface OrchestratorFunctionProps {
   readonly table: dynamodb.ITable;
   /** The timer queue (send only). */
   readonly timerQueue: sqs.IQueue;
-  /** Topics the function publishes; iot:Publish is granted on exactly these, in every task root. */
-  readonly publishes: readonly PublishKind[];
   /**
    * Whether the function reads an identity's thing groups to verify accreditations.
    * @default false
@@ -73,16 +68,21 @@ export interface OrchestratorFunctionProps {
   readonly onFailure?: sqs.IQueue;
   /** @default the defaults of {@link OrchestratorSettings} */
   readonly settings?: OrchestratorSettings;
+  /**
+   * How long the function's logs are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
 }
 
 /** The repository root: bundling resolves dependencies from its lock file. */
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
-const RETAINED: ReadonlySet<PublishKind> = new Set(['status', 'result']);
-
-function topicPatterns(kind: PublishKind): string[] {
-  if (kind === 'errors') return ['agents/*/errors'];
-  return TASK_ROOTS.map((root) => (kind === 'status' || kind === 'result' ? `${root}/*/${kind}` : `${root}/*/${kind}/*`));
+/** IoT topic resource patterns of the kinds a function publishes, retained ones apart (they also need iot:RetainPublish). */
+function publishPatterns(name: FunctionName): { plain: string[]; retained: string[] } {
+  const publications = functionPublications(name);
+  const patterns = (retained: boolean): string[] => [...new Set(publications.filter((p) => p.retained === retained).flatMap((p) => p.filters.map(iotTopicPattern)))];
+  return { plain: patterns(false), retained: patterns(true) };
 }
 
 /** The table's name, which must be a literal so the index grant can be acknowledged by name. */
@@ -105,7 +105,9 @@ function nonNegativeInt(name: string, value: number): string {
 /**
  * One orchestrator Lambda function (Node.js, ARM64, esbuild bundle with the AWS SDK inside) with
  * exactly the permissions its handler needs: table read/write, send to the timer queue,
- * iot:Publish on the topics it publishes, and IoT endpoint discovery.
+ * iot:Publish on the topics of every kind the core entry points it calls may publish
+ * (core/publications.ts via infra/rules/catalogue.ts; iot:RetainPublish as well on retained
+ * kinds, which includes clearing outputs after retention), and IoT endpoint discovery.
  */
 export class OrchestratorFunction extends Construct {
   /** The function. */
@@ -119,7 +121,7 @@ export class OrchestratorFunction extends Construct {
     if (timeout.toSeconds() < 3 || timeout.toSeconds() > 300) throw new Error(`${id}: timeout must be 3–300 seconds`);
     const s = props.settings ?? {};
 
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH });
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
     this.function = new nodejs.NodejsFunction(this, 'Function', {
       entry: handlerEntry(props.name),
       projectRoot: REPO_ROOT,
@@ -164,8 +166,7 @@ export class OrchestratorFunction extends Construct {
 
     const stack = Stack.of(this);
     const topicArn = (p: string): string => stack.formatArn({ service: 'iot', resource: 'topic', resourceName: p });
-    const plain = props.publishes.filter((k) => !RETAINED.has(k)).flatMap(topicPatterns);
-    const retained = props.publishes.filter((k) => RETAINED.has(k)).flatMap(topicPatterns);
+    const { plain, retained } = publishPatterns(props.name);
     if (plain.length > 0) this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish'], resources: plain.map(topicArn) }));
     if (retained.length > 0) {
       this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['iot:Publish', 'iot:RetainPublish'], resources: retained.map(topicArn) }));

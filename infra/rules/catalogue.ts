@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { TASK_ROOTS } from '../../core/data-classes';
+import { publicationsOf, type EntryPoint, type Publication } from '../../core/publications';
 import { filters } from '../../core/topics';
 
 /** The function a rule invokes. */
@@ -27,6 +28,29 @@ export interface RuleDefinition {
 export const FUNCTION_NAMES = ['intake', 'planner', 'progress', 'registry', 'presence', 'timer', 'sweeper'] as const;
 /** A function name. */
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
+
+/**
+ * The core entry points each function's handler calls (functions/<name>/handler.ts); what they
+ * may publish is core's publication catalogue (core/publications.ts). A handler that starts
+ * calling another entry point must be listed here, or its publishes are refused on AWS (no IAM
+ * grant) and locally (the data-plane shim checks the same grant).
+ */
+export const FUNCTION_ENTRY_POINTS: Readonly<Record<FunctionName, readonly EntryPoint[]>> = {
+  intake: ['orchestrator.onRequest'],
+  planner: ['orchestrator.onProposal'],
+  progress: ['orchestrator.onOutput', 'orchestrator.onProgress', 'orchestrator.onCancel'],
+  registry: ['registry.onResume', 'registry.onStatus', 'registry.onTelemetry'],
+  presence: ['registry.onPresence'],
+  timer: ['orchestrator.onTimer'],
+  sweeper: ['orchestrator.sweep'],
+};
+
+/** What a function may publish: the catalogue entries of the core entry points its handler calls. */
+export function functionPublications(fn: FunctionName): Publication[] {
+  const entryPoints = FUNCTION_ENTRY_POINTS[fn] as readonly EntryPoint[] | undefined;
+  if (entryPoints === undefined) throw new Error(`unknown function "${fn}"; expected one of ${FUNCTION_NAMES.join(', ')}`);
+  return publicationsOf(entryPoints);
+}
 
 const RULE_NAME = /^[a-zA-Z0-9_]{1,128}$/;
 const TASK_ID_FIELD = [{ index: 2, as: 'taskId' }] as const;

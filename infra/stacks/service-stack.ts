@@ -3,12 +3,14 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { acknowledge } from '../constructs/acknowledge';
 import { Alarms } from '../constructs/alarms';
-import { OrchestratorFunction, type OrchestratorSettings, type PublishKind } from '../constructs/orchestrator-function';
+import { IotLogging, type IotLogLevel } from '../constructs/iot-logging';
+import { OrchestratorFunction, type OrchestratorSettings } from '../constructs/orchestrator-function';
 import { SecureQueue } from '../constructs/secure-queue';
 import { TopicRules } from '../constructs/topic-rules';
 import { FUNCTION_NAMES, type FunctionName } from '../rules/catalogue';
@@ -28,22 +30,39 @@ export interface ServiceStackProps extends StackProps {
    * @default Duration.minutes(1)
    */
   readonly sweepInterval?: Duration;
+  /**
+   * How long the functions' and IoT Core's logs are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * IoT Core logging (account- and region-wide: turn it off where the account already configures
+   * it), or `false` for none.
+   * @default { level: 'ERROR' }
+   */
+  readonly iotLogging?: { readonly level?: IotLogLevel } | false;
+  /**
+   * An address alarm notifications are e-mailed to (it must confirm the subscription).
+   * @default none: subscribe to the alarm topic yourself
+   */
+  readonly alarmEmail?: string;
 }
 
-/** What each function publishes (least privilege on iot:Publish) and how it is sized. */
-const FUNCTIONS: Readonly<Record<FunctionName, { publishes: readonly PublishKind[]; readsThingGroups?: boolean; memorySize?: number; timeout?: Duration }>> = {
-  intake: { publishes: ['status'] },
-  planner: { publishes: ['status', 'result', 'assign', 'pool', 'errors'], memorySize: 512 },
-  progress: { publishes: ['status', 'result', 'assign', 'pool', 'errors'] },
-  registry: { publishes: ['status', 'result', 'assign', 'pool', 'errors'], readsThingGroups: true },
-  presence: { publishes: ['status', 'result', 'assign', 'pool'] },
-  timer: { publishes: ['status', 'result', 'assign', 'pool', 'errors'], memorySize: 512 },
-  sweeper: { publishes: ['status', 'result', 'assign', 'pool', 'errors'], memorySize: 512, timeout: Duration.seconds(55) },
+/** How each function is sized, and whether it reads thing groups; what it may publish comes from the publication catalogue. */
+const FUNCTIONS: Readonly<Record<FunctionName, { readsThingGroups?: boolean; memorySize?: number; timeout?: Duration }>> = {
+  intake: {},
+  planner: { memorySize: 512 },
+  progress: {},
+  registry: { readsThingGroups: true },
+  presence: {},
+  timer: { memorySize: 512 },
+  sweeper: { memorySize: 512, timeout: Duration.seconds(55) },
 };
 
 /**
  * The stateless half: the seven orchestrator functions, the IoT topic rules that invoke them,
- * the timer event source, the sweeper schedule, the dead-letter queues and the alarms.
+ * the timer event source, the sweeper schedule, the dead-letter queues, IoT Core logging and the
+ * alarms with their notification topic.
  */
 export class ServiceStack extends Stack {
   /** The functions, by name. */
@@ -54,8 +73,10 @@ export class ServiceStack extends Stack {
   public readonly functionFailureQueue: sqs.Queue;
   /** The topic rules. */
   public readonly topicRules: TopicRules;
-  /** The alarms. */
+  /** The alarms and their notification topic. */
   public readonly alarms: Alarms;
+  /** IoT Core logging, unless turned off. */
+  public readonly iotLogging?: IotLogging;
 
   constructor(scope: Construct, id: string, props: ServiceStackProps) {
     super(scope, id, props);
@@ -68,6 +89,7 @@ export class ServiceStack extends Stack {
       acknowledge(q, 'This queue is itself a dead-letter destination (IoT rule error action / Lambda on-failure destination); it is alarmed on, not redriven automatically.', 'AwsSolutions-SQS3');
     }
 
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const table = dynamodb.Table.fromTableName(this, 'Table', props.tableName);
     const functions = {} as Record<FunctionName, lambda.IFunction>;
     for (const name of FUNCTION_NAMES) {
@@ -76,11 +98,11 @@ export class ServiceStack extends Stack {
         name,
         table,
         timerQueue: props.timerQueue,
-        publishes: spec.publishes,
         readsThingGroups: spec.readsThingGroups,
         memorySize: spec.memorySize,
         timeout: spec.timeout,
         settings: props.settings,
+        logRetention,
         // The timer is polled synchronously by its event source; the rest are invoked asynchronously.
         onFailure: name === 'timer' ? undefined : this.functionFailureQueue,
       }).function;
@@ -102,6 +124,9 @@ export class ServiceStack extends Stack {
     this.alarms = new Alarms(this, 'Alarms', {
       deadLetterQueues: { timers: props.timerDeadLetterQueue, 'rule-errors': this.ruleErrorQueue, 'function-failures': this.functionFailureQueue },
       functions,
+      topicRules: this.topicRules.rules,
+      ...(props.alarmEmail !== undefined ? { email: props.alarmEmail } : {}),
     });
+    if (props.iotLogging !== false) this.iotLogging = new IotLogging(this, 'IotLogging', { retention: logRetention, ...(props.iotLogging?.level !== undefined ? { level: props.iotLogging.level } : {}) });
   }
 }

@@ -10,6 +10,7 @@ import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } fr
 import { RegistryService } from '../../core/registry-service';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from '../../core/model';
 import type { AccreditationVerifier, Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from '../../core/ports';
+import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
 import type { InboundMessage } from '../../core/rule-event';
 import type { AgentStatus, JsonValue, Resume, Telemetry } from '../../core/schemas';
 
@@ -223,6 +224,20 @@ export class InMemoryRegistry implements Registry {
     const record: AgentRecord = { ...existing, telemetry: structuredClone(telemetry), updatedAt: at, version: existing.version + 1 };
     this.agents.set(agentId, record);
     return structuredClone(record);
+  }
+
+  async recordPresence(agentId: string, mark: PresenceMark, status: AgentStatus | undefined, at: number): Promise<{ order: PresenceOrder; record: AgentRecord } | undefined> {
+    const existing = this.agents.get(agentId);
+    if (!existing) return undefined;
+    const order = orderPresence(existing.presence, mark);
+    if (order !== 'newer') return { order, record: structuredClone(existing) };
+    const record: AgentRecord = { ...existing, presence: { ...mark }, updatedAt: at, version: existing.version + 1 };
+    if (status) {
+      record.state = status.state;
+      if (status.load) record.load = { ...status.load };
+    }
+    this.agents.set(agentId, record);
+    return { order, record: structuredClone(record) };
   }
 
   async get(agentId: string): Promise<AgentRecord | undefined> {

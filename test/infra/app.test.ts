@@ -1,7 +1,9 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { RULES, ruleSql, FUNCTION_NAMES } from '../../infra/rules/catalogue';
-import { THING_NAME_VARIABLE } from '../../core/policy';
+import { RULES, ruleSql, FUNCTION_NAMES, functionPublications } from '../../infra/rules/catalogue';
+import { TASK_ROOTS } from '../../core/data-classes';
+import { THING_ATTACHED_VARIABLE, THING_NAME_VARIABLE, THING_TYPE_VARIABLE, accreditableRoles, iotTopicPattern, roleThingTypeName } from '../../core/policy';
+import { IOT_AUTHORIZATION_FAILURE_METRICS } from '../../infra/constructs/alarms';
 import { flatten, functionStatements, synthOnce } from './helpers';
 
 const { app, stateful, service } = synthOnce();
@@ -114,15 +116,47 @@ describe('Porchlight CDK app', () => {
       }
     });
 
-    it('scopes iot:Publish to topic ARNs, and lets intake publish task status only', () => {
+    const TOPIC_ARN = 'arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/';
+    /** The topic resources a function may use `action` on. */
+    const granted = (name: string, action: string): string[] =>
+      (statements[name] ?? []).filter((s) => s.Effect === 'Allow' && s.Action.includes(action)).flatMap((s) => s.Resource);
+
+    it('grants each function iot:Publish on every topic of every kind its entry points publish, and iot:RetainPublish on the retained ones', () => {
       for (const name of FUNCTION_NAMES) {
-        const publish = (statements[name] ?? []).filter((s) => s.Action.includes('iot:Publish')).flatMap((s) => s.Resource);
-        expect(publish.length).toBeGreaterThan(0);
-        for (const r of publish) expect(r).toMatch(/^arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic\/[a-z-]+\//);
+        const publish = granted(name, 'iot:Publish');
+        const retain = granted(name, 'iot:RetainPublish');
+        const expected = functionPublications(name);
+        expect(expected.length).toBeGreaterThan(0);
+        for (const p of expected) {
+          for (const f of p.filters) {
+            expect([name, publish]).toEqual([name, expect.arrayContaining([TOPIC_ARN + iotTopicPattern(f)])]);
+            if (p.retained) expect([name, retain]).toEqual([name, expect.arrayContaining([TOPIC_ARN + iotTopicPattern(f)])]);
+          }
+        }
+        // nothing beyond the catalogue
+        const catalogued = new Set(expected.flatMap((p) => p.filters.map((f) => TOPIC_ARN + iotTopicPattern(f))));
+        for (const r of [...publish, ...retain]) expect([name, r, catalogued.has(r)]).toEqual([name, r, true]);
       }
-      const intake = (statements.intake ?? []).filter((s) => s.Action.includes('iot:Publish')).flatMap((s) => s.Resource);
-      expect(intake.map((r) => r.split(':topic/')[1]).sort()).toEqual(['patient-data/*/status', 'tasks/*/status']);
-      expect(intake.some((r) => r.includes('/assign/'))).toBe(false);
+    });
+
+    it("lets the functions that run retention clear the owners' retained outputs in every root", () => {
+      for (const name of ['timer', 'sweeper'] as const) {
+        for (const root of TASK_ROOTS) {
+          expect(granted(name, 'iot:Publish')).toContain(`${TOPIC_ARN}clients/*/${root}/*/output/*`);
+          expect(granted(name, 'iot:RetainPublish')).toContain(`${TOPIC_ARN}clients/*/${root}/*/output/*`);
+        }
+      }
+    });
+
+    it("never lets a function publish on the agents' hand-in topics", () => {
+      for (const name of FUNCTION_NAMES) {
+        for (const root of TASK_ROOTS) expect(granted(name, 'iot:Publish').some((r) => r.startsWith(`${TOPIC_ARN}${root}/*/output`) || r.startsWith(`${TOPIC_ARN}${root}/*/progress`))).toBe(false);
+      }
+    });
+
+    it('lets intake publish what a redelivered request flushes and the notice to a clashing sender', () => {
+      const intake = granted('intake', 'iot:Publish').map((r) => r.slice(TOPIC_ARN.length));
+      expect(intake).toEqual(expect.arrayContaining(['tasks/*/status', 'patient-data/*/status', 'tasks/*/assign/*', 'agents/*/errors']));
     });
 
     it('lets only the registry list thing groups, and every function send to the timer queue', () => {
@@ -165,6 +199,23 @@ describe('Porchlight CDK app', () => {
       expect(resources.some((r) => r.includes('patient-data'))).toBe(false);
     });
 
+    it('conditions every connect grant on the certificate being attached to the thing', () => {
+      const connects = Object.values(stateful.findResources('AWS::IoT::Policy'))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string[]; Condition?: unknown }[])
+        .filter((s) => s.Action.includes('iot:Connect'));
+      expect(connects.length).toBeGreaterThanOrEqual(4);
+      for (const c of connects) expect(c.Condition).toEqual({ Bool: { [THING_ATTACHED_VARIABLE]: 'true' } });
+    });
+
+    it('creates a thing type per accreditable role and conditions every accreditation grant on one of them', () => {
+      const types = Object.values(stateful.findResources('AWS::IoT::ThingType')).map((t) => t.Properties.ThingTypeName).sort();
+      expect(types).toEqual(accreditableRoles().map((r) => roleThingTypeName(r)).sort());
+      const grant = Object.values(stateful.findResources('AWS::IoT::Policy')).filter((p) => /^porchlight-accredit-gdpr/.test(p.Properties.PolicyName));
+      const statements = grant.flatMap((p) => p.Properties.PolicyDocument.Statement as { Condition?: { StringEquals?: Record<string, string> } }[]);
+      const conditioned = new Set(statements.map((s) => s.Condition?.StringEquals?.[THING_TYPE_VARIABLE]));
+      expect([...conditioned].sort()).toEqual(types);
+    });
+
     it('creates the accredit-gdpr thing group and attaches its grant policy to the group', () => {
       stateful.hasResourceProperties('AWS::IoT::ThingGroup', { ThingGroupName: 'accredit-gdpr' });
       const grant = Object.entries(stateful.findResources('AWS::IoT::Policy')).filter(([, p]) => /^porchlight-accredit-gdpr/.test(p.Properties.PolicyName));
@@ -179,11 +230,40 @@ describe('Porchlight CDK app', () => {
     });
   });
 
-  describe('alarms', () => {
+  describe('alarms and logging', () => {
+    const alarms = Object.values(service.findResources('AWS::CloudWatch::Alarm'));
+    const metricNames = (a: (typeof alarms)[number]): string[] =>
+      (a.Properties.Metrics as { MetricStat?: { Metric: { MetricName: string } } }[] | undefined ?? []).flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : []));
+
     it('alarms on every dead-letter queue and on every function\'s errors', () => {
-      const alarms = Object.values(service.findResources('AWS::CloudWatch::Alarm'));
       expect(alarms.filter((a) => a.Properties.MetricName === 'ApproximateNumberOfMessagesVisible')).toHaveLength(3);
       expect(alarms.filter((a) => a.Properties.MetricName === 'Errors')).toHaveLength(FUNCTION_NAMES.length);
+    });
+
+    it('alarms on every topic rule\'s unhandled messages and on IoT authorization failures', () => {
+      const ruleAlarms = alarms.filter((a) => metricNames(a).includes('ParseError'));
+      expect(ruleAlarms).toHaveLength(RULES.length);
+      const auth = alarms.filter((a) => metricNames(a).includes('PublishIn.AuthError'));
+      expect(auth).toHaveLength(1);
+      expect([...new Set(metricNames(auth[0]!))].sort()).toEqual([...IOT_AUTHORIZATION_FAILURE_METRICS].sort());
+    });
+
+    it('notifies one encrypted SNS topic from every alarm, on alarm and on recovery', () => {
+      const topics = service.findResources('AWS::SNS::Topic');
+      expect(Object.keys(topics)).toHaveLength(1);
+      const [topicId, topic] = Object.entries(topics)[0]!;
+      expect(topic.Properties.KmsMasterKeyId).toBeDefined();
+      for (const a of alarms) {
+        expect(a.Properties.AlarmActions).toEqual([{ Ref: topicId }]);
+        expect(a.Properties.OKActions).toEqual([{ Ref: topicId }]);
+      }
+      service.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    });
+
+    it('turns IoT Core logging on, through a role, into a log group with a retention', () => {
+      service.hasResourceProperties('AWS::IoT::Logging', { DefaultLogLevel: 'ERROR', RoleArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^IotLoggingRole'), 'Arn'] } });
+      service.hasResourceProperties('AWS::Logs::LogGroup', { LogGroupName: 'AWSIotLogsV2', RetentionInDays: 30 });
+      for (const g of Object.values(service.findResources('AWS::Logs::LogGroup'))) expect(g.Properties.RetentionInDays).toBe(30);
     });
   });
 });

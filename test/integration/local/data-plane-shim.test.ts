@@ -2,6 +2,7 @@ import { ForbiddenException, InvalidRequestException, IoTDataPlaneClient, Publis
 import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
 import { DataPlaneRequestError, decodeUserProperties, parsePublishRequest, startDataPlaneShim, type DataPlaneShim } from '../../../local/data-plane-shim';
 import { LOCAL_CREDENTIALS } from '../../../local/dynamodb';
+import { functionPublishGrant, localFunctionCredentials } from '../../../local/function-credentials';
 import { freePort } from '../../helpers/free-port';
 import { connectMqtt, nextMessage, startTestBroker, type TestBroker } from '../../helpers/local-stack';
 
@@ -96,6 +97,66 @@ describe('data-plane shim', () => {
     it('answers ForbiddenException when the broker denies the orchestrator the topic', async () => {
       // Only an agent writes its own résumé; the orchestrator's policy has no such right.
       await expect(iotData.send(new PublishCommand({ topic: 'agents/agent-x/resume', qos: 1, payload: Buffer.from('{}') }))).rejects.toBeInstanceOf(ForbiddenException);
+    });
+  });
+
+  describe('with the functions\' publish grants', () => {
+    let granted: DataPlaneShim;
+    const clients: IoTDataPlaneClient[] = [];
+    const as = (credentials: { accessKeyId: string; secretAccessKey: string }): IoTDataPlaneClient => {
+      const c = new IoTDataPlaneClient({ endpoint: granted.endpoint, region: 'eu-central-1', credentials, maxAttempts: 1 });
+      clients.push(c);
+      return c;
+    };
+
+    beforeAll(async () => {
+      const orchestrator = await connectMqtt(broker, 'porchlight-orchestrator');
+      granted = await startDataPlaneShim({ port: await freePort(), mqtt: orchestrator, grants: functionPublishGrant });
+    }, 30_000);
+
+    afterAll(async () => {
+      for (const c of clients) c.destroy();
+      await granted.stop();
+    });
+
+    it('publishes what the calling function\'s grant covers, clearing retained outputs included', async () => {
+      await as(localFunctionCredentials('timer')).send(new PublishCommand({ topic: 'clients/c1/patient-data/t-g1/output/s1', qos: 1, retain: true, payload: Buffer.from('{"v":1}') }));
+      await as(localFunctionCredentials('timer')).send(new PublishCommand({ topic: 'clients/c1/patient-data/t-g1/output/s1', qos: 1, retain: true, payload: new Uint8Array(0) }));
+      // An agent's hand-in topic is never the orchestrator's to write.
+      await expect(as(localFunctionCredentials('timer')).send(new PublishCommand({ topic: 'patient-data/t-g1/output/s1/a1', qos: 1, payload: Buffer.from('{}') })))
+        .rejects.toBeInstanceOf(ForbiddenException);
+      const watcher = await connectMqtt(broker, 'observer-granted', { kind: 'observer' });
+      const live = nextMessage(watcher, 'agents/a1/errors');
+      await watcher.subscribeAsync('agents/a1/errors', { qos: 1 });
+      await as(localFunctionCredentials('registry')).send(new PublishCommand({ topic: 'agents/a1/errors', qos: 1, payload: Buffer.from('{"v":1}') }));
+      expect(JSON.parse((await live).payload.toString())).toEqual({ v: 1 });
+    }, 30_000);
+
+    it('refuses a topic outside the function\'s grant with ForbiddenException, and nothing reaches the broker', async () => {
+      const watcher = await connectMqtt(broker, 'observer-refusal', { kind: 'observer' });
+      const seen: string[] = [];
+      watcher.on('message', (topic) => seen.push(topic));
+      await watcher.subscribeAsync('agents/a2/errors', { qos: 1 });
+      // presence never refuses with a notice: agent errors are outside its grant
+      const refused = as(localFunctionCredentials('presence')).send(new PublishCommand({ topic: 'agents/a2/errors', qos: 1, payload: Buffer.from('{"v":1}') }));
+      await expect(refused).rejects.toBeInstanceOf(ForbiddenException);
+      await expect(refused).rejects.toThrow(/function presence is not authorized to perform iot:Publish on agents\/a2\/errors/);
+      // a marker published after the refusal arrives alone: the refused message never got there
+      const marker = nextMessage(watcher, 'agents/a2/errors');
+      await as(localFunctionCredentials('registry')).send(new PublishCommand({ topic: 'agents/a2/errors', qos: 1, payload: Buffer.from('{"marker":true}') }));
+      expect(JSON.parse((await marker).payload.toString())).toEqual({ marker: true });
+      expect(seen).toEqual(['agents/a2/errors']);
+    }, 30_000);
+
+    it('refuses a retained publish of a kind granted only without RETAIN', async () => {
+      await expect(as(localFunctionCredentials('planner')).send(new PublishCommand({ topic: 'tasks/t-g2/assign/a1', qos: 1, retain: true, payload: Buffer.from('{}') })))
+        .rejects.toThrow(/with RETAIN on tasks\/t-g2\/assign\/a1/);
+      await as(localFunctionCredentials('planner')).send(new PublishCommand({ topic: 'tasks/t-g2/assign/a1', qos: 1, retain: false, payload: Buffer.from('{}') }));
+    });
+
+    it('refuses a caller whose access key belongs to no function', async () => {
+      await expect(as(LOCAL_CREDENTIALS).send(new PublishCommand({ topic: 'tasks/t-g3/status', qos: 1, payload: Buffer.from('{}') })))
+        .rejects.toThrow(/access key "local" belongs to no function/);
     });
   });
 

@@ -1,8 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { DescribeTableCommand, DescribeTimeToLiveCommand, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { ForbiddenException, IoTDataPlaneClient, PublishCommand } from '@aws-sdk/client-iot-data-plane';
 import type { MqttClient } from 'mqtt';
 import { TABLE } from '../../../infra/table-definition';
+import { LOCAL_CREDENTIALS } from '../../../local/dynamodb';
 import { assertPortFree } from '../../../local/free-port';
+import { localFunctionCredentials } from '../../../local/function-credentials';
 import { waitUntil } from '../../../local/processes';
 import { connectMqtt, nextMessage, startTestStack, type TestStack } from '../../helpers/local-stack';
 
@@ -30,6 +33,31 @@ describe('local stack (real handlers)', () => {
 
   afterAll(async () => {
     await t?.cleanup();
+  });
+
+  describe('data-plane shim', () => {
+    const publishAs = async (fn: string, topic: string): Promise<void> => {
+      const client = new IoTDataPlaneClient({ endpoint: t.stack.endpoints.iotDataEndpoint, region: t.stack.env.AWS_REGION, credentials: localFunctionCredentials(fn), maxAttempts: 1 });
+      try {
+        await client.send(new PublishCommand({ topic, qos: 1, payload: Buffer.from('{"v":1}') }));
+      } finally {
+        client.destroy();
+      }
+    };
+
+    it('refuses a publish outside the calling function\'s grant, as IoT Core would', async () => {
+      await expect(publishAs('presence', 'agents/stack-a1/errors')).rejects.toBeInstanceOf(ForbiddenException);
+      await expect(publishAs('registry', 'agents/stack-a1/errors')).resolves.toBeUndefined();
+    }, 30_000);
+
+    it('refuses the shared local credentials: each function publishes with its own', async () => {
+      const client = new IoTDataPlaneClient({ endpoint: t.stack.endpoints.iotDataEndpoint, region: t.stack.env.AWS_REGION, credentials: LOCAL_CREDENTIALS, maxAttempts: 1 });
+      try {
+        await expect(client.send(new PublishCommand({ topic: 'tasks/stack-t1/status', qos: 1, payload: Buffer.from('{}') }))).rejects.toBeInstanceOf(ForbiddenException);
+      } finally {
+        client.destroy();
+      }
+    }, 30_000);
   });
 
   describe('DynamoDB Local', () => {

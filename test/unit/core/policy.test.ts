@@ -1,20 +1,27 @@
 import {
   ROLES,
   IOT_POLICY_MAX_CHARS,
+  SELF,
   THING_NAME_VARIABLE,
   accreditationGroupName,
+  accreditableRoles,
   accreditationGrant,
   grantingAccreditations,
   iotPolicySize,
-  renderIotAccreditationPolicy,
+  renderIotAccreditationPolicies,
+  renderIotPolicies,
   renderIotPolicy,
   renderMosquittoAcl,
   roleStatements,
-  splitIotPolicy,
+  roleThingTypeName,
   taskRootsFor,
+  THING_ATTACHED_VARIABLE,
+  THING_TYPE_VARIABLE,
+  type IotCondition,
   type IotPolicyDocument,
+  type Role,
 } from '../../../core/policy';
-import { DATA_CLASSES } from '../../../core/data-classes';
+import { DATA_CLASSES, TASK_ROOTS } from '../../../core/data-classes';
 import { InvalidIdError } from '../../../core/errors';
 
 const OPTS = { region: 'eu-central-1', account: '123456789012' };
@@ -29,13 +36,42 @@ function globMatches(pattern: string, value: string): boolean {
   return new RegExp(`^${re}$`, 's').test(value);
 }
 
-/** Evaluates documents the way IoT Core does: default deny, explicit deny wins; `thing` fills the thing-name variable. */
-function allows(docs: IotPolicyDocument[], action: string, resource: string, thing: string): boolean {
+/** The connecting thing, as IoT Core resolves the thing policy variables. */
+interface Thing {
+  readonly name: string;
+  /** @default the agent thing type */
+  readonly type?: string;
+  /** Whether the certificate is attached to the thing. @default true */
+  readonly attached?: boolean;
+}
+
+/** Evaluates the conditions the renderer writes (StringEquals, Bool) against `thing`. */
+function conditionHolds(condition: IotCondition | undefined, thing: Thing): boolean {
+  if (condition === undefined) return true;
+  const values: Record<string, string | undefined> = {
+    [THING_TYPE_VARIABLE]: thing.type ?? roleThingTypeName('agent'),
+    [THING_ATTACHED_VARIABLE]: String(thing.attached ?? true),
+  };
+  return Object.entries(condition).every(([op, kv]) => {
+    if (op !== 'StringEquals' && op !== 'Bool') throw new Error(`condition operator ${op} is not modelled by this test`);
+    return Object.entries(kv).every(([key, value]) => {
+      if (!(key in values)) throw new Error(`condition key ${key} is not modelled by this test`);
+      return values[key] === value;
+    });
+  });
+}
+
+/**
+ * Evaluates documents the way IoT Core does: default deny, explicit deny wins, a statement applies
+ * only when its condition holds; `thing` (a name, or name, type and attachment) fills the variables.
+ */
+function allows(docs: IotPolicyDocument[], action: string, resource: string, who: string | Thing): boolean {
+  const thing = typeof who === 'string' ? { name: who } : who;
   let allowed = false;
   for (const doc of docs) {
     for (const st of doc.Statement) {
-      if (!st.Action.includes(action)) continue;
-      const hit = st.Resource.some((r) => globMatches(r.split(THING_NAME_VARIABLE).join(thing), ARN + resource));
+      if (!st.Action.includes(action) || !conditionHolds(st.Condition, thing)) continue;
+      const hit = st.Resource.some((r) => globMatches(r.split(THING_NAME_VARIABLE).join(thing.name), ARN + resource));
       if (!hit) continue;
       if (st.Effect === 'Deny') return false;
       allowed = true;
@@ -114,16 +150,19 @@ describe('policy', () => {
     });
   });
 
-  describe('renderIotPolicy', () => {
+  describe('renderIotPolicies', () => {
     describe('for an agent', () => {
-      const docs = splitIotPolicy(renderIotPolicy('agent', OPTS));
+      const docs = renderIotPolicies('agent', OPTS);
 
-      it('binds connect to the thing name, so the client id must equal it', () => {
-        const doc = renderIotPolicy('agent', OPTS);
-        expect(doc.Version).toBe('2012-10-17');
-        expect(doc.Statement[0]).toEqual({ Effect: 'Allow', Action: ['iot:Connect'], Resource: [`${ARN}client/${THING_NAME_VARIABLE}`] });
+      it('connects only as the thing the certificate is attached to', () => {
+        const connect = docs.flatMap((d) => d.Statement).filter((s) => s.Action.includes('iot:Connect'));
+        expect(connect).toEqual([{
+          Effect: 'Allow', Action: ['iot:Connect'], Resource: [`${ARN}client/${THING_NAME_VARIABLE}`],
+          Condition: { Bool: { [THING_ATTACHED_VARIABLE]: 'true' } },
+        }]);
         expect(allows(docs, 'iot:Connect', 'client/alice', 'alice')).toBe(true);
         expect(allows(docs, 'iot:Connect', 'client/bob', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Connect', 'client/alice', { name: 'alice', attached: false })).toBe(false);
       });
 
       it('grants its own assignments and denies everybody else\'s', () => {
@@ -173,7 +212,7 @@ describe('policy', () => {
       it('keeps patient data out of reach without the gdpr grant', () => {
         expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/request', 'alice')).toBe(false);
         expect(allows(docs, 'iot:Subscribe', 'topicfilter/patient-data/+/request', 'alice')).toBe(false);
-        const withGrant = [...docs, renderIotAccreditationPolicy('gdpr', OPTS)];
+        const withGrant = [...docs, ...renderIotAccreditationPolicies('gdpr', OPTS)];
         expect(allows(withGrant, 'iot:Receive', 'topic/patient-data/t1/request', 'alice')).toBe(true);
         expect(allows(withGrant, 'iot:Receive', 'topic/patient-data/t1/assign/alice', 'alice')).toBe(true);
         expect(allows(withGrant, 'iot:Receive', 'topic/patient-data/t1/assign/bob', 'alice')).toBe(false);
@@ -182,42 +221,182 @@ describe('policy', () => {
     });
 
     it('lets a client submit and watch its own tasks only, and publish nothing agents read', () => {
-      const docs = [renderIotPolicy('client', OPTS)];
-      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/request', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/cancel', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Publish', 'topic/clients/client-2/tasks/t1/request', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/result', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/request', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/assign/request', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/result', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/output/s1', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Receive', 'topic/clients/client-2/tasks/t1/result', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Subscribe', 'topicfilter/clients/+/tasks/+/result', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/request', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/output/s1/a1', 'client-1')).toBe(false);
-      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/errors', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Receive', 'topic/agents/a1/resume', 'client-1')).toBe(true);
-      expect(allows(docs, 'iot:Receive', 'topic/agents/a1/errors', 'client-1')).toBe(false);
+      const docs = renderIotPolicies('client', OPTS);
+      const client = { name: 'client-1', type: roleThingTypeName('client') };
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/request', client)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/cancel', client)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-2/tasks/t1/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/tasks/t1/result', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/assign/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/result', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/tasks/t1/output/s1', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-2/tasks/t1/result', client)).toBe(false);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/clients/+/tasks/+/result', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/output/s1/a1', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/errors', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/agents/a1/resume', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/agents/a1/errors', client)).toBe(false);
     });
 
-    it('keeps every rendered document within the IoT size limit once split', () => {
-      const regionWorstCase = { region: 'ap-southeast-2', account: '123456789012' };
-      for (const role of ROLES) {
-        const doc = renderIotPolicy(role, regionWorstCase);
-        const parts = splitIotPolicy(doc);
-        for (const p of parts) expect(iotPolicySize(p)).toBeLessThanOrEqual(IOT_POLICY_MAX_CHARS);
-        expect(parts.flatMap((p) => p.Statement.flatMap((s) => s.Resource)).sort()).toEqual(doc.Statement.flatMap((s) => s.Resource).sort());
+    describe('splitting into parts', () => {
+      // A tight limit forces many parts, so each guard lands in a part of its own grants or not at all.
+      const tight = { ...OPTS, maxChars: 700 };
+      // Topics whose last level collides with a three-level grant's word: what the guards are for.
+      const probes = TASK_ROOTS.flatMap((root) => ['request', 'status', 'result', 'cancel'].flatMap((word) => ['assign', 'proposal', 'pool', 'output', 'progress'].flatMap((kind) => [
+        { action: 'iot:Publish', resource: `topic/${root}/t1/${kind}/${word}` },
+        { action: 'iot:RetainPublish', resource: `topic/${root}/t1/${kind}/${word}` },
+        { action: 'iot:Receive', resource: `topic/${root}/t1/${kind}/${word}` },
+        { action: 'iot:Subscribe', resource: `topicfilter/${root}/+/${kind}/${word}` },
+      ])));
+
+      /** Whether the role's model statements grant `action` on the probe's topic, in MQTT terms (`+` one level). */
+      const meant = (role: Role, action: string, resource: string, self: string): boolean => {
+        const modelAction = ({ 'iot:Publish': 'publish', 'iot:RetainPublish': 'publish', 'iot:Receive': 'receive', 'iot:Subscribe': 'subscribe' } as const)[action as 'iot:Publish'];
+        const topic = resource.replace(/^topic(filter)?\//, '');
+        return roleStatements(role).some((st) => st.effect === 'allow' && st.actions.includes(modelAction)
+          && st.topics.some((t) => mqttMatches(t.split(SELF).join(self), topic)));
+      };
+
+      it.each([...ROLES])('keeps every %s part safe on its own: alone, its wildcards allow nothing beyond what the model means', (role) => {
+        const parts = renderIotPolicies(role, tight);
+        expect(parts.length).toBeGreaterThan(1);
+        let overreach = 0;
+        for (const part of parts) {
+          expect(iotPolicySize(part)).toBeLessThanOrEqual(tight.maxChars);
+          // Without its guards a part would allow these through `*` spanning levels.
+          const stripped = { ...part, Statement: part.Statement.filter((st) => st.Effect === 'Allow') };
+          for (const probe of probes) {
+            if (meant(role, probe.action, probe.resource, 'alice')) continue;
+            if (allows([stripped], probe.action, probe.resource, 'alice')) overreach += 1;
+            expect([probe, allows([part], probe.action, probe.resource, 'alice')]).toEqual([probe, false]);
+          }
+        }
+        // The probes do hit grants whose guards matter, so the check above is not vacuous. Clients and
+        // observers hold no three-level grant on the agent tree at all: nothing there to overreach.
+        if (role === 'agent' || role === 'orchestrator') expect(overreach).toBeGreaterThan(0);
+        else expect(overreach).toBe(0);
+      });
+
+      it('puts in each part the denies guarding the three-level grants it holds', () => {
+        for (const role of ROLES) {
+          for (const part of renderIotPolicies(role, tight)) {
+            const statements = part.Statement;
+            for (const st of statements.filter((s) => s.Effect === 'Allow')) {
+              for (const r of st.Resource) {
+                const m = /:topic(?:filter)?\/([a-z-]+)\/\*\/([a-z]+)$/.exec(r);
+                if (!m || !TASK_ROOTS.includes(m[1] ?? '')) continue;
+                const guard = `${ARN}topic*/${m[1]}/*/*/${m[2]}`;
+                const denied = statements.filter((s) => s.Effect === 'Deny' && s.Resource.includes(guard)).flatMap((s) => s.Action);
+                for (const a of st.Action) expect(denied).toContain(a);
+              }
+            }
+          }
+        }
+      });
+
+      it('renders, across the parts, exactly the grants of the whole policy', () => {
+        for (const role of ROLES) {
+          const whole = renderIotPolicy(role, OPTS);
+          const parts = renderIotPolicies(role, tight);
+          const allowed = (docs: IotPolicyDocument[]): string[] =>
+            [...new Set(docs.flatMap((d) => d.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r}`)))))].sort();
+          expect(allowed(parts)).toEqual(allowed([whole]));
+        }
+      });
+
+      it('refuses a limit too small for a single grant with its guards', () => {
+        expect(() => renderIotPolicies('agent', { ...OPTS, maxChars: 200 })).toThrow(/alone exceeds 200 characters/);
+      });
+    });
+
+    it('lets the orchestrator publish every kind core publishes, retained outputs included', () => {
+      const docs = renderIotPolicies('orchestrator', OPTS);
+      for (const topic of ['clients/c1/tasks/t1/output/s1', 'clients/c1/patient-data/t1/output/s1', 'tasks/t1/status', 'clients/c1/patient-data/t1/result']) {
+        expect(allows(docs, 'iot:RetainPublish', `topic/${topic}`, 'porchlight-orchestrator')).toBe(true);
       }
-      expect(splitIotPolicy(renderIotPolicy('orchestrator', regionWorstCase)).length).toBeGreaterThan(1);
+      expect(allows(docs, 'iot:Publish', 'topic/agents/a1/errors', 'porchlight-orchestrator')).toBe(true);
+      expect(allows(docs, 'iot:RetainPublish', 'topic/tasks/t1/assign/a1', 'porchlight-orchestrator')).toBe(false);
+    });
+
+    it('keeps every deployable document within the IoT size limit', () => {
+      const regionWorstCase = { region: 'ap-southeast-2', account: '123456789012' };
+      for (const role of ROLES) for (const p of renderIotPolicies(role, regionWorstCase)) expect(iotPolicySize(p)).toBeLessThanOrEqual(IOT_POLICY_MAX_CHARS);
+      for (const p of renderIotAccreditationPolicies('gdpr', regionWorstCase)) expect(iotPolicySize(p)).toBeLessThanOrEqual(IOT_POLICY_MAX_CHARS);
+      expect(renderIotPolicies('orchestrator', regionWorstCase).length).toBeGreaterThan(1);
     });
 
     it('refuses a region or account that would break the ARN', () => {
-      expect(() => renderIotPolicy('agent', { region: 'eu/central', account: '1' })).toThrow(InvalidIdError);
-      expect(() => renderIotPolicy('agent', { region: 'eu-central-1', account: '' })).toThrow(/account/);
+      expect(() => renderIotPolicies('agent', { region: 'eu/central', account: '1' })).toThrow(InvalidIdError);
+      expect(() => renderIotPolicies('agent', { region: 'eu-central-1', account: '' })).toThrow(/account/);
+    });
+  });
+
+  describe('renderIotAccreditationPolicies', () => {
+    const grant = renderIotAccreditationPolicies('gdpr', OPTS);
+    const as = (role: Role, name: string): Thing => ({ name, type: roleThingTypeName(role) });
+    const withBase = (role: Role): IotPolicyDocument[] => [...renderIotPolicies(role, OPTS), ...grant];
+
+    it('conditions every statement on a role\'s thing type', () => {
+      const types = accreditableRoles().map((r) => roleThingTypeName(r));
+      for (const st of grant.flatMap((d) => d.Statement)) {
+        expect(types).toContain(st.Condition?.StringEquals?.[THING_TYPE_VARIABLE]);
+      }
+      expect(accreditableRoles()).toEqual(['agent', 'client', 'observer']);
     });
 
-    it('refuses an accreditation policy for a label that guards no data class', () => {
-      expect(() => renderIotAccreditationPolicy('ISO27001', OPTS)).toThrow(/unlocks no data class/);
+    it('gives an accredited client client rights on patient data and never agent rights', () => {
+      const docs = withBase('client');
+      const client = as('client', 'client-1');
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/patient-data/t1/request', client)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/client-1/patient-data/t1/cancel', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-1/patient-data/t1/result', client)).toBe(true);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/clients/client-1/patient-data/t1/result', client)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/client-2/patient-data/t1/result', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/request', client)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/output/s1/client-1', client)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/proposal/client-1', client)).toBe(false);
+    });
+
+    it('gives an accredited agent agent rights on patient data and never client rights', () => {
+      const docs = withBase('agent');
+      const agent = as('agent', 'alice');
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/request', agent)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/output/s1/alice', agent)).toBe(true);
+      expect(allows(docs, 'iot:RetainPublish', 'topic/patient-data/t1/output/s1/alice', agent)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/request', agent)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/alice/patient-data/t1/request', agent)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/patient-data/t1/result', agent)).toBe(false);
+    });
+
+    it('gives an accredited observer read-only status and results', () => {
+      const docs = withBase('observer');
+      const observer = as('observer', 'web');
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/patient-data/t1/result', observer)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/patient-data/t1/request', observer)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/request', observer)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/clients/web/patient-data/t1/request', observer)).toBe(false);
+    });
+
+    it('grants a thing of no Porchlight type nothing', () => {
+      const stranger = { name: 'x', type: 'something-else' };
+      for (const probe of ['topic/patient-data/t1/request', 'topic/clients/x/patient-data/t1/request', 'topic/clients/x/patient-data/t1/result']) {
+        for (const action of ['iot:Publish', 'iot:Receive']) expect(allows(grant, action, probe, stranger)).toBe(false);
+      }
+    });
+
+    it('follows the name prefix of the deployment', () => {
+      const prefixed = renderIotAccreditationPolicies('gdpr', { ...OPTS, namePrefix: 'acme' });
+      expect(JSON.stringify(prefixed)).toContain('"acme-client"');
+      expect(JSON.stringify(prefixed)).not.toContain('"porchlight-');
+    });
+
+    it('refuses a label that guards no data class', () => {
+      expect(() => renderIotAccreditationPolicies('ISO27001', OPTS)).toThrow(/unlocks no data class/);
     });
   });
 
@@ -275,6 +454,8 @@ describe('policy', () => {
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'patient-data/t1/status')).toBe(true);
       expect(aclAllows(acl, 'porchlight-orchestrator', 'read', 'tasks/t1/output/s1/alice')).toBe(true);
       expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'clients/client-1/tasks/t1/output/s1')).toBe(true);
+      // clearing retained outputs after retention, from the publication catalogue
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'clients/client-1/patient-data/t1/output/s1')).toBe(true);
       expect(aclAllows(acl, 'client-1', 'write', 'tasks/t1/assign/alice')).toBe(false);
       // Agents hand in under their own name and cannot write what clients read.
       expect(aclAllows(acl, 'alice', 'write', 'tasks/t1/output/s1/alice')).toBe(true);

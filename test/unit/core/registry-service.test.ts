@@ -168,6 +168,66 @@ describe('RegistryService', () => {
       expect(after?.updatedAt).toBe((before?.updatedAt ?? 0) + 1000);
     });
 
+    describe('out of order and twice', () => {
+      const T = 1_900_000_000_000;
+      async function online() {
+        const h = harness();
+        await h.service.onResume(inbound('agents/sql-agent/resume', SEED_RESUME));
+        return h;
+      }
+      const lost = (timestamp: number, versionNumber?: number) =>
+        presence('disconnected', 'sql-agent', { disconnectReason: 'CONNECTION_LOST', timestamp, ...(versionNumber !== undefined ? { versionNumber } : {}) });
+      const connected = (timestamp: number, versionNumber?: number) =>
+        presence('connected', 'sql-agent', { timestamp, ...(versionNumber !== undefined ? { versionNumber } : {}) });
+
+      it('ignores the disconnect of an old connection that arrives after the new connection\'s connect', async () => {
+        const h = await online();
+        expect(await h.service.onPresence(connected(T + 5_000, 8))).toMatchObject({ status: 'accepted' });
+        // connection 7's disconnect, delayed; IoT Core stamps it later than it happened, but the version tells
+        expect(await h.service.onPresence(lost(T + 6_000, 7))).toMatchObject({ status: 'ignored', detail: expect.stringMatching(/stale disconnect of agent sql-agent/) });
+        expect((await h.registry.get('sql-agent'))?.state).toBe('online');
+        expect(h.gone).toEqual([]);
+      });
+
+      it('marks offline on the disconnect of the newest connection, once, and ignores its late connect', async () => {
+        const h = await online();
+        expect(await h.service.onPresence(lost(T + 2_000, 8))).toMatchObject({ status: 'accepted' });
+        expect(await h.service.onPresence(lost(T + 2_000, 8))).toMatchObject({ status: 'duplicate' });
+        // the same connection's connect, delivered last, must not look like the agent came back
+        expect(await h.service.onPresence(connected(T + 1_000, 8))).toMatchObject({ status: 'ignored', detail: expect.stringMatching(/stale connect/) });
+        expect((await h.registry.get('sql-agent'))?.presence).toEqual({ event: 'disconnected', at: T + 2_000, version: 8 });
+        expect((await h.registry.get('sql-agent'))?.state).toBe('offline');
+        // the duplicate re-ran re-assignment (idempotent) while the agent was still offline
+        expect(h.gone.map((g) => g.agentId)).toEqual(['sql-agent', 'sql-agent']);
+      });
+
+      it('orders by time when the events carry no version', async () => {
+        const h = await online();
+        expect(await h.service.onPresence(connected(T + 5_000))).toMatchObject({ status: 'accepted' });
+        expect(await h.service.onPresence(lost(T + 4_000))).toMatchObject({ status: 'ignored' });
+        expect(await h.service.onPresence(lost(T + 9_000))).toMatchObject({ status: 'accepted' });
+        expect((await h.registry.get('sql-agent'))?.state).toBe('offline');
+      });
+
+      it('ignores a disconnect from before the agent last said it is online', async () => {
+        const h = await online();
+        expect(await h.service.onStatus(inbound('agents/sql-agent/status', { state: 'online' }, { receivedAt: T + 10_000 }))).toMatchObject({ status: expect.any(String) });
+        expect(await h.service.onPresence(lost(T + 3_000, 4))).toMatchObject({ status: 'ignored' });
+        expect((await h.registry.get('sql-agent'))?.state).toBe('online');
+        expect(h.gone).toEqual([]);
+      });
+
+      it('does not re-assign on a duplicate disconnect once the agent is back online', async () => {
+        const h = await online();
+        expect(await h.service.onPresence(lost(T + 1_000, 3))).toMatchObject({ status: 'accepted' });
+        // it comes back and says so; the connect event itself is still on its way
+        expect(await h.service.onStatus(inbound('agents/sql-agent/status', { state: 'online' }, { receivedAt: T + 5_000 }))).toMatchObject({ status: 'accepted' });
+        expect(await h.service.onPresence(lost(T + 1_000, 3))).toMatchObject({ status: 'ignored' });
+        expect((await h.registry.get('sql-agent'))?.state).toBe('online');
+        expect(h.gone).toHaveLength(1);
+      });
+    });
+
     it('ignores identities that are not registered agents', async () => {
       const h = harness();
       expect(await h.service.onPresence(presence('disconnected', 'client-1'))).toMatchObject({ status: 'ignored' });

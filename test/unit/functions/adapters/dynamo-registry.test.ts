@@ -132,6 +132,43 @@ describe('DynamoRegistry', () => {
     });
   });
 
+  describe('recordPresence', () => {
+    const offline = { v: 1 as const, state: 'offline' as const, reason: 'disconnected (CONNECTION_LOST)' };
+
+    it('writes a newer mark with its status under the version condition', async () => {
+      ddb.on(GetCommand).resolves({ Item: profile(agentRecord({ version: 2, presence: { event: 'connected', at: 1_000, version: 4 } })) });
+      ddb.on(TransactWriteCommand).resolves({});
+      const result = await registry().recordPresence('agent-a', { event: 'disconnected', at: 2_000, version: 4 }, offline, 9_000);
+      expect(result?.order).toBe('newer');
+      expect(result?.record).toMatchObject({ state: 'offline', presence: { event: 'disconnected', at: 2_000, version: 4 }, version: 3 });
+      const put = ddb.commandCalls(TransactWriteCommand)[0]!.args[0].input.TransactItems![0]!.Put!;
+      expect(put.ConditionExpression).toBe('#version = :expected');
+      expect(put.ExpressionAttributeValues).toEqual({ ':expected': 2 });
+    });
+
+    it('writes nothing for a stale or duplicate mark', async () => {
+      ddb.on(GetCommand).resolves({ Item: profile(agentRecord({ presence: { event: 'connected', at: 5_000, version: 8 } })) });
+      await expect(registry().recordPresence('agent-a', { event: 'disconnected', at: 6_000, version: 7 }, offline, 9_000)).resolves.toMatchObject({ order: 'stale', record: { state: 'online' } });
+      await expect(registry().recordPresence('agent-a', { event: 'connected', at: 5_000, version: 8 }, undefined, 9_000)).resolves.toMatchObject({ order: 'duplicate' });
+      expect(ddb).not.toHaveReceivedCommand(TransactWriteCommand);
+    });
+
+    it('orders again after losing a race to a newer mark', async () => {
+      ddb.on(GetCommand)
+        .resolvesOnce({ Item: profile(agentRecord({ version: 2 })) })
+        .resolves({ Item: profile(agentRecord({ version: 3, presence: { event: 'connected', at: 5_000, version: 9 } })) });
+      ddb.on(TransactWriteCommand).rejectsOnce(conflict());
+      const result = await registry().recordPresence('agent-a', { event: 'disconnected', at: 6_000, version: 8 }, offline, 9_000);
+      expect(result).toMatchObject({ order: 'stale', record: { state: 'online', version: 3 } });
+      expect(ddb).toHaveReceivedCommandTimes(TransactWriteCommand, 1);
+    });
+
+    it('returns undefined for an agent without a résumé', async () => {
+      ddb.on(GetCommand).resolves({});
+      await expect(registry().recordPresence('ghost', { event: 'connected', at: 1 }, undefined, 1)).resolves.toBeUndefined();
+    });
+  });
+
   describe('recordTelemetry', () => {
     it('stores the telemetry on the profile and skill entries', async () => {
       ddb.on(GetCommand).resolves({ Item: profile(agentRecord()) });

@@ -30,7 +30,9 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../local/dynamodb';
 import { freePort } from '../local/free-port';
 import { quietLog } from '../local/log';
 import { connectWithCertificate } from '../local/mqtt-connect';
-import { startLocalStack, type LocalStack } from '../local/stack';
+import { startLocalStack } from '../local/stack';
+import { ORCHESTRATOR_IDENTITY, startLocalBroker } from '../local/broker';
+import { topics } from '../core/topics';
 import type { TaskStatus } from '../core/schemas';
 import { percentile } from './lib/measure';
 
@@ -74,16 +76,22 @@ function summary(label: string, values: readonly number[]): string {
   return `${label.padEnd(36)} n=${String(values.length).padStart(4)}  p50=${percentile(values, 50).toFixed(2).padStart(8)} ms  p95=${percentile(values, 95).toFixed(2).padStart(8)} ms  mean=${mean.toFixed(2).padStart(8)} ms`;
 }
 
-/** Raw broker latency: QoS 1 publish by one TLS client → receipt by another. */
-async function brokerFloor(stack: LocalStack, samples: number): Promise<number[]> {
-  const publisherCert = await stack.issue('bench-publisher', 'agent');
-  const subscriberCert = await stack.issue('bench-subscriber', 'client');
-  const publisher: MqttClient = await connectWithCertificate({ host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...publisherCert });
-  const subscriber: MqttClient = await connectWithCertificate({ host: stack.endpoints.mqttHost, port: stack.endpoints.mqttPort, ...subscriberCert });
+/**
+ * Raw broker latency: QoS 1 publish by one TLS client → receipt by another, as an agent hands a
+ * step's progress to the orchestrator. Measured on a second Mosquitto with the stack's own
+ * configuration (CA, mutual TLS, generated ACL) but no rules engine, so no handler runs for these
+ * messages and the stack's orchestrator session is left alone.
+ */
+async function brokerFloor(stateDir: string, samples: number): Promise<number[]> {
+  const broker = await startLocalBroker({ stateDir: join(stateDir, 'floor-broker'), log: quietLog('bench-floor') });
+  const publisherCert = await broker.issue('bench-publisher', 'agent');
+  const subscriberCert = await broker.issue(ORCHESTRATOR_IDENTITY, 'orchestrator');
+  const publisher: MqttClient = await connectWithCertificate({ host: broker.mqttHost, port: broker.mqttPort, ...publisherCert });
+  const subscriber: MqttClient = await connectWithCertificate({ host: broker.mqttHost, port: broker.mqttPort, ...subscriberCert });
   try {
-    // Progress topics are routed by no rule: only the two benchmark clients see this traffic.
-    const topic = 'tasks/bench-floor/progress/s1';
-    await subscriber.subscribeAsync(topic, { qos: 1 });
+    const topic = topics.taskProgress('bench-floor', 's1', 'bench-publisher');
+    const granted = await subscriber.subscribeAsync(topic, { qos: 1 });
+    if ((granted[0]?.qos ?? 0x80) >= 0x80) throw new Error(`the floor broker refused the subscription to ${topic}`);
     const latencies: number[] = [];
     for (let i = 0; i < samples; i += 1) {
       const marker = `sample-${i}`;
@@ -104,6 +112,7 @@ async function brokerFloor(stack: LocalStack, samples: number): Promise<number[]
   } finally {
     await publisher.endAsync();
     await subscriber.endAsync();
+    await broker.stop();
   }
 }
 
@@ -133,7 +142,9 @@ function criticalPathHops(status: TaskStatus): number {
     const parents = s.consumes.map((a) => producer.get(a)).filter((p): p is string => p !== undefined);
     depth.set(s.id, 1 + Math.max(0, ...parents.map((p) => depth.get(p) ?? 0)));
   }
-  return 1 + 1 + 2 * Math.max(0, ...depth.values()) + 1;
+  // Request to the orchestrator, its call for bids, the last proposal, assignment and output per step
+  // of the longest chain, the result.
+  return 1 + 1 + 1 + 2 * Math.max(0, ...depth.values()) + 1;
 }
 
 async function main(): Promise<void> {
@@ -182,7 +193,7 @@ async function main(): Promise<void> {
     const dynamoCounts = new Map(dynamoProxy.counts);
     const publishCounts = new Map(publishProxy.counts);
 
-    const broker = await brokerFloor(stack, 500);
+    const broker = await brokerFloor(stateDir, 500);
     const dynamo = await dynamoFloor(stack.endpoints.dynamoEndpoint, stack.tableName, 500);
 
     const perTask = (n: number | undefined): string => ((n ?? 0) / runs).toFixed(1);
@@ -194,7 +205,7 @@ async function main(): Promise<void> {
     out.push(summary('request → result (client)', latencies));
     out.push(summary('broker publish → receive (QoS 1, TLS)', broker));
     out.push(summary('DynamoDB Local PutItem', dynamo));
-    if (lastStatus) out.push(`sequential broker hops on the critical path: ${criticalPathHops(lastStatus)} (request, last proposal, assign+output per step of the longest chain, result)`);
+    if (lastStatus) out.push(`sequential broker hops on the critical path: ${criticalPathHops(lastStatus)} (request, call for bids, last proposal, assign+output per step of the longest chain, result)`);
     out.push(`DynamoDB writes per task: ${perTask(sum(writes))} (${writes.filter((k) => dynamoCounts.has(k)).map((k) => `${k} ${perTask(dynamoCounts.get(k))}`).join(', ')})`);
     out.push(`DynamoDB reads per task:  ${perTask(sum(reads))} (${reads.filter((k) => dynamoCounts.has(k)).map((k) => `${k} ${perTask(dynamoCounts.get(k))}`).join(', ')})`);
     out.push(`orchestrator publishes per task: ${perTask(publishCounts.get('Publish'))}`);

@@ -18,6 +18,12 @@ export interface OutboundMessage {
   readonly userProperties?: Readonly<Record<string, string>>;
   /** MQTT 5 message expiry, seconds. */
   readonly messageExpirySec?: number;
+  /**
+   * Set on an assignment: the publisher fills in the fencing token of this (task, step, epoch)
+   * as the payload's `token` when it publishes (core/outbox.ts `withFencingTokens`), so the token
+   * is never part of what is stored.
+   */
+  readonly fence?: { readonly taskId: string; readonly stepId: string; readonly epoch: number };
 }
 
 /** Why an agent was (or was not) chosen for a step: the auditable part of a plan. */
@@ -47,8 +53,6 @@ export interface StepRecord extends ProposedStep {
   agentId?: string;
   /** 0 until first assigned; +1 on every (re-)assignment. */
   epoch: number;
-  /** Fencing token of the live epoch. */
-  token?: string;
   /** Epoch ms when the live lease runs out. */
   leaseExpiresAt?: number;
   /** Number of assignments made so far. */
@@ -74,7 +78,6 @@ export interface StepRecord extends ProposedStep {
 /** One superseded assignment of a step. */
 export interface SupersededEpoch {
   readonly epoch: number;
-  readonly token: string;
   /** The assignee of that epoch (unset for pool steps). */
   readonly agentId?: string;
   /** What ended the epoch. */

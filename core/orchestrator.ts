@@ -20,10 +20,10 @@ import {
 import { validateProposal } from './dag';
 import { rankAgents } from './matching';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from './model';
-import { canonicalJson, flush } from './outbox';
+import { canonicalJson, flush, sameSecret, withFencingTokens } from './outbox';
 import { planTask } from './planner';
 import type { PlanOutcome } from './plan-types';
-import type { Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from './ports';
+import type { Clock, Fencer, Publisher, Registry, TaskStore, Timer } from './ports';
 import type { InboundMessage } from './rule-event';
 import { CancelRequest, Progress, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
@@ -95,7 +95,8 @@ export interface OrchestratorDeps {
   publisher: Publisher;
   timer: Timer;
   clock: Clock;
-  ids: IdGenerator;
+  /** Derives fencing tokens: assignments get theirs as they are published, outputs are checked against it. */
+  fencer: Fencer;
   config: OrchestratorConfig;
   log?: LogFn;
   /**
@@ -119,7 +120,8 @@ export class Orchestrator {
   private readonly deps: OrchestratorDeps;
 
   constructor(deps: OrchestratorDeps) {
-    this.deps = deps;
+    // Every publish goes through the fencer, so an assignment gets its token only on the wire.
+    this.deps = { ...deps, publisher: withFencingTokens(deps.publisher, deps.fencer) };
   }
 
   /**
@@ -254,7 +256,8 @@ export class Orchestrator {
       return this.refuse(msg, asPorchlightError(err), agentId, about);
     }
 
-    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, ctx, agentId));
+    const tokenMatches = sameSecret(await this.deps.fencer.token(taskId, stepId, output.epoch), output.token);
+    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, tokenMatches, ctx, agentId));
     if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
     if (decision.kind === 'rejected') return this.refuse(msg, decision.error, agentId, about);
     return outcomeOf(decision);
@@ -565,7 +568,7 @@ export class Orchestrator {
   }
 
   private dispatch(candidates: ReadonlyMap<string, readonly AgentRecord[]>): DispatchContext {
-    return { now: this.now(), config: this.deps.config, candidates, rank: rankAgents, token: () => this.deps.ids.token() };
+    return { now: this.now(), config: this.deps.config, candidates, rank: rankAgents };
   }
 
   private now(): number {

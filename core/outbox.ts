@@ -6,8 +6,9 @@
  * carries a version).
  */
 import { PayloadTooLargeError } from './errors';
+import type { JsonValue } from './schemas';
 import type { OutboundMessage } from './model';
-import type { Publisher } from './ports';
+import type { Fencer, Publisher } from './ports';
 
 /**
  * Appends `message` to `outbox`. A retained message supersedes any earlier retained message on
@@ -81,4 +82,35 @@ function sortKeys(value: unknown): unknown {
     return out;
   }
   return value;
+}
+
+/**
+ * A publisher that fills in the fencing token of every assignment (`OutboundMessage.fence`) as
+ * its payload's `token` just before publishing, and drops the marker: the token exists only on
+ * the wire to the assignee, never in a stored task or outbox.
+ */
+export function withFencingTokens(publisher: Publisher, fencer: Fencer): Publisher {
+  return {
+    publish: async (message: OutboundMessage): Promise<void> => {
+      const { fence, ...rest } = message;
+      if (fence === undefined) return publisher.publish(rest);
+      if (rest.payload === null || typeof rest.payload !== 'object' || Array.isArray(rest.payload)) {
+        throw new TypeError(`message on ${rest.topic} carries a fence but its payload is not an object`);
+      }
+      const token = await fencer.token(fence.taskId, fence.stepId, fence.epoch);
+      const payload: JsonValue = { ...rest.payload, token };
+      return publisher.publish({ ...rest, payload });
+    },
+  };
+}
+
+/**
+ * Compares two secrets in time that depends only on their lengths, so a caller cannot learn a
+ * token character by character from how fast a wrong guess is refused.
+ */
+export function sameSecret(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i += 1) diff |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ (b.charCodeAt(i % (b.length || 1)) || 0);
+  return diff === 0 && a.length === b.length;
 }

@@ -12,10 +12,15 @@ export interface Clock {
   now(): number;
 }
 
-/** Randomness; injected so tests are repeatable. */
-export interface IdGenerator {
-  /** An unguessable token (at least 128 random bits), URL-safe. Used for fencing. */
-  token(): string;
+/**
+ * Fencing tokens, derived rather than stored: the token of (task, step, epoch) is a keyed MAC of
+ * the three (HMAC-SHA-256 with a key held in Secrets Manager on AWS, in the state directory
+ * locally), so nothing that grants authority sits in the table or in a stored outbox, and a token
+ * read from the database cannot complete a step.
+ */
+export interface Fencer {
+  /** The fencing token of `epoch` of step `stepId` of task `taskId`; URL-safe, 16–128 characters. */
+  token(taskId: string, stepId: string, epoch: number): Promise<string>;
 }
 
 /** Publishes to the broker (IoT data-plane Publish in the cloud, the shim locally). */

@@ -1,7 +1,7 @@
 /**
  * A small seeded pseudo-random generator (mulberry32), so a benchmark's data or a test's fault
  * pattern can be replayed from its seed. Pure and deterministic; not for anything security-related
- * (fencing tokens come from the IdGenerator port).
+ * (fencing tokens come from the Fencer port).
  */
 
 /** A pseudo-random source in [0, 1). */

@@ -8,7 +8,9 @@
  * publish afterwards. Terminal states absorb everything.
  *
  * No ports and no async here: the orchestrator loads what a transition needs (candidates, plan)
- * beforehand and passes it in, with the clock's `now` and a token source.
+ * beforehand and passes it in, with the clock's `now`. Fencing tokens are derived, never held
+ * here: an assignment leaves the outbox without one and the publisher fills it in, and an output's
+ * token is checked by the orchestrator before the transition runs.
  */
 import { DATA_CLASSES, isSensitiveDataClass, requiredAccreditations, taskRootFor } from './data-classes';
 import { FencingError, InvalidStateError, NotAuthorizedError, ValidationError, type ErrorCode, type PorchlightError } from './errors';
@@ -35,8 +37,6 @@ export interface DispatchContext extends MachineContext {
   readonly candidates: ReadonlyMap<string, readonly AgentRecord[]>;
   /** The matcher. */
   readonly rank: RankAgents;
-  /** A fresh unguessable fencing token for each new assignment. */
-  readonly token: () => string;
 }
 
 /** The result of a transition. */
@@ -327,15 +327,16 @@ export function retryDispatch(task: TaskRecord, ctx: DispatchContext): Decision 
 // Outputs
 
 /**
- * Applies a step output. Accepted only when its epoch and token are the live assignment's
- * (fencing); the same output delivered again is a duplicate. A successful output stores the
+ * Applies a step output. Accepted only when its epoch is the live assignment's and its token is
+ * that epoch's (`tokenMatches`: the orchestrator derived the token of (task, step, output.epoch)
+ * and compared it in constant time); the same output delivered again is a duplicate. A successful output stores the
  * artifacts the step declared (a missing one makes it an error output), completes the step and
  * dispatches what became ready, or finishes the task once every wanted artifact exists. An error
  * output re-assigns the step or, at the attempt limit or when not retryable, fails the task.
  * `sender` is the publisher's client id where the broker tells it (IoT Core's `clientid()`); it
  * must then be the assignee (pool steps have none to compare with).
  */
-export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutput, ctx: DispatchContext, sender?: string): Decision {
+export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutput, tokenMatches: boolean, ctx: DispatchContext, sender?: string): Decision {
   const step = task.steps[stepId];
   const about = `output for step ${stepId} of task ${task.taskId}`;
   if (output.taskId !== task.taskId || output.stepId !== stepId) {
@@ -346,10 +347,10 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
     };
   }
   if (!step) return { kind: 'rejected', error: new InvalidStateError(`task ${task.taskId} has no step ${stepId}`) };
-  if (step.epoch === output.epoch && step.token === output.token && step.state === 'completed') {
+  if (step.epoch === output.epoch && tokenMatches && step.state === 'completed') {
     return { kind: 'unchanged', outcome: 'duplicate', detail: `step ${stepId} epoch ${output.epoch} already completed` };
   }
-  const gone = step.superseded?.find((s) => s.epoch === output.epoch && s.token === output.token);
+  const gone = tokenMatches ? step.superseded?.find((s) => s.epoch === output.epoch) : undefined;
   if (gone?.cause === 'error-output') {
     return { kind: 'unchanged', outcome: 'duplicate', detail: `error output of step ${stepId} epoch ${output.epoch} already handled` };
   }
@@ -364,7 +365,7 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
       ...notifyFor(step, output.epoch),
     };
   }
-  if (step.token !== output.token) {
+  if (!tokenMatches) {
     return { kind: 'rejected', error: new FencingError('bad-token', `${about} carries the wrong fencing token for epoch ${output.epoch}`), ...notifyFor(step, output.epoch) };
   }
   if (step.state !== 'assigned') {
@@ -726,7 +727,6 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   delete s.dispatchRetryAt;
   s.epoch += 1;
   s.attempts += 1;
-  s.token = ctx.token();
   s.state = 'assigned';
   s.leaseExpiresAt = ctx.now + ctx.config.leaseMs;
   if (agentId !== undefined) s.agentId = agentId;
@@ -734,8 +734,9 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   const deadlineAt = t.deadlineAt ?? ctx.now + ctx.config.defaultDeadlineMs;
   const inputs: Artifacts = {};
   for (const name of s.consumes) inputs[name] = t.artifacts[name] ?? null;
-  const assignment: Assignment = {
-    v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, epoch: s.epoch, token: s.token, skill: s.skill, goal: t.request.goal,
+  // Without its token: the publisher fills it in (OutboundMessage.fence), so no stored copy holds it.
+  const assignment: Omit<Assignment, 'token'> = {
+    v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, epoch: s.epoch, skill: s.skill, goal: t.request.goal,
     inputs, produces: [...s.produces], deadline: iso(deadlineAt), leaseMs: ctx.config.leaseMs, taskRoot: t.taskRoot,
     ...(agentId !== undefined ? { agentId } : {}),
     ...(t.request.traceparent !== undefined ? { traceparent: t.request.traceparent } : {}),
@@ -743,6 +744,7 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   const topic = s.pool !== undefined ? topics.taskPool(t.taskId, s.pool, t.taskRoot) : topics.taskAssign(t.taskId, agentId!, t.taskRoot);
   t.outbox = enqueue(t.outbox, {
     topic, payload: assignment, qos: 1, retain: false, messageExpirySec: Math.max(1, Math.ceil((deadlineAt - ctx.now) / 1000)),
+    fence: { taskId: t.taskId, stepId: s.id, epoch: s.epoch },
   });
 }
 
@@ -808,10 +810,9 @@ function failStepIn(
   t: TaskRecord, s: StepRecord, cause: SupersededEpoch['cause'], error: { code: string; message: string }, retryable: boolean, ctx: DispatchContext,
 ): void {
   t.errors.push({ code: error.code, message: error.message, stepId: s.id, ...(s.agentId !== undefined ? { agentId: s.agentId } : {}), at: iso(ctx.now) });
-  s.superseded = [...(s.superseded ?? []), { epoch: s.epoch, token: s.token ?? '', ...(s.agentId !== undefined ? { agentId: s.agentId } : {}), cause }];
+  s.superseded = [...(s.superseded ?? []), { epoch: s.epoch, ...(s.agentId !== undefined ? { agentId: s.agentId } : {}), cause }];
   if (s.agentId !== undefined && !s.excluded.includes(s.agentId)) s.excluded.push(s.agentId);
   s.state = 'pending';
-  delete s.token;
   delete s.leaseExpiresAt;
   if (!retryable) {
     finishFailed(t, 'step-failed', `step ${s.id} (${s.skill}) failed with a non-retryable error: ${error.message}`, ctx, s.id);

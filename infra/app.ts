@@ -26,6 +26,7 @@ export function buildPorchlight(app: App, prefix = 'Porchlight'): PorchlightStac
     tableName: stateful.tableName,
     timerQueue: stateful.timerQueue,
     timerDeadLetterQueue: stateful.timerDeadLetterQueue,
+    fencingKey: stateful.fencingKey,
     ...(alarmEmail !== undefined ? { alarmEmail } : {}),
   });
   service.addStackDependency(stateful, 'the service imports the table by name');

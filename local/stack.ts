@@ -12,6 +12,7 @@ import type { MqttClient } from 'mqtt';
 import { RULES, type RuleDefinition } from '../infra/rules/catalogue';
 import { certificatePaths, type IdentityKind, type IssuedCertificate } from './ca';
 import { ORCHESTRATOR_IDENTITY, startLocalBroker, type LocalBroker } from './broker';
+import { ensureFencingKey } from './fencing-key';
 import { startDataPlaneShim, type DataPlaneShim } from './data-plane-shim';
 import { fileDeadLetterSink } from './dead-letters';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, LOCAL_TABLE_NAME, startDynamoDbLocal, type DynamoDbLocal } from './dynamodb';
@@ -220,8 +221,10 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
 
     const sqsPort = options.ports?.sqs ?? (await freePort());
     const sqsEndpoint = `http://127.0.0.1:${sqsPort}`;
+    const fencingKeyFile = await ensureFencingKey(stateDir);
     const env: Record<string, string> = {
       TABLE_NAME: tableName,
+      FENCING_KEY_FILE: fencingKeyFile,
       DYNAMODB_ENDPOINT: dynamo.endpoint,
       IOT_DATA_ENDPOINT: dataPlane.endpoint,
       SQS_ENDPOINT: sqsEndpoint,

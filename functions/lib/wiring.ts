@@ -5,6 +5,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeEndpointCommand, IoTClient } from '@aws-sdk/client-iot';
 import { IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConfigError } from '../../core/errors';
@@ -17,7 +18,8 @@ import { DynamoTaskStore } from '../adapters/dynamo-task-store';
 import { AdapterError, errorMessage, isRetryableSdkError, sdkErrorName } from '../adapters/errors';
 import { IotDataPublisher } from '../adapters/iot-data-publisher';
 import { SqsTimer } from '../adapters/sqs-timer';
-import { CryptoIdGenerator, sha256, SystemClock } from '../adapters/system';
+import { fileKey, HmacFencer, secretsManagerKey } from '../adapters/fencer';
+import { sha256, SystemClock } from '../adapters/system';
 import { createObservability, type Observability } from './observability';
 import type { FunctionSettings } from './settings';
 
@@ -26,6 +28,7 @@ export interface AwsClients {
   readonly documentClient: DynamoDBDocumentClient;
   readonly sqs: SQSClient;
   readonly iot: IoTClient;
+  readonly secrets: SecretsManagerClient;
   /** The data-plane client, once its endpoint is known (discovered at most once per process). */
   readonly iotData: () => Promise<IoTDataPlaneClient>;
 }
@@ -47,6 +50,7 @@ export function createClients(settings: FunctionSettings, env: Readonly<Record<s
   const documentClient = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
   const sqs = new SQSClient({ ...base, ...(settings.sqsEndpoint !== undefined ? { endpoint: settings.sqsEndpoint } : {}) });
   const iot = new IoTClient(base);
+  const secrets = new SecretsManagerClient(base);
 
   let iotData: Promise<IoTDataPlaneClient> | undefined;
   const resolveIotData = (): Promise<IoTDataPlaneClient> => {
@@ -61,7 +65,7 @@ export function createClients(settings: FunctionSettings, env: Readonly<Record<s
     });
     return client;
   };
-  return { documentClient, sqs, iot, iotData: resolveIotData };
+  return { documentClient, sqs, iot, secrets, iotData: resolveIotData };
 }
 
 /** The account's ATS data endpoint as an https URL (IoT DescribeEndpoint, endpointType iot:Data-ATS). */
@@ -79,6 +83,12 @@ export async function discoverDataEndpoint(iot: IoTClient): Promise<string> {
 /** The local CA's file when ACCREDITATION_FILE is set (local stack), else IoT thing groups. */
 export function createVerifier(settings: Pick<FunctionSettings, 'accreditationFile'>, clients: Pick<AwsClients, 'iot'>): AccreditationVerifier {
   return settings.accreditationFile !== undefined ? new FileAccreditationVerifier(settings.accreditationFile) : new IotAccreditationVerifier(clients.iot);
+}
+
+/** The fencing key from its file (local stack) or its secret (AWS), read once per cold start. */
+export function createFencer(settings: Pick<FunctionSettings, 'fencingKey'>, clients: Pick<AwsClients, 'secrets'>): HmacFencer {
+  const where = settings.fencingKey;
+  return new HmacFencer('file' in where ? fileKey(where.file) : secretsManagerKey(clients.secrets, where.secretArn));
 }
 
 /** Everything a handler needs, built once per cold start. */
@@ -106,7 +116,7 @@ export function createRuntime(settings: FunctionSettings): Runtime {
   const publisher = new IotDataPublisher(clients.iotData);
   const timer = new SqsTimer({ client: clients.sqs, queueUrl: settings.timerQueueUrl, clock });
   const orchestrator = new Orchestrator({
-    tasks, registry, publisher, timer, clock, ids: new CryptoIdGenerator(), config: settings.orchestrator, sha256, log: obs.log,
+    tasks, registry, publisher, timer, clock, fencer: createFencer(settings, clients), config: settings.orchestrator, sha256, log: obs.log,
   });
   const registryService = new RegistryService({ registry, verifier: createVerifier(settings, clients), publisher, clock, orchestrator, log: obs.log });
   return { settings, obs, clients, clock, timer, orchestrator, registryService };

@@ -6,6 +6,7 @@ import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as path from 'node:path';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { DEFAULT_ORCHESTRATOR_CONFIG as DEFAULTS } from '../../core/orchestrator';
@@ -45,6 +46,8 @@ export interface OrchestratorFunctionProps {
   readonly table: dynamodb.ITable;
   /** The timer queue (send only). */
   readonly timerQueue: sqs.IQueue;
+  /** The secret fencing tokens are derived from (read only; FENCING_KEY_SECRET_ARN). */
+  readonly fencingKey: secretsmanager.ISecret;
   /**
    * Whether the function reads an identity's thing groups to verify accreditations.
    * @default false
@@ -143,6 +146,7 @@ export class OrchestratorFunction extends Construct {
         NODE_OPTIONS: '--enable-source-maps',
         TABLE_NAME: props.table.tableName,
         TIMER_QUEUE_URL: props.timerQueue.queueUrl,
+        FENCING_KEY_SECRET_ARN: props.fencingKey.secretArn,
         POWERTOOLS_SERVICE_NAME: `porchlight-${props.name}`,
         POWERTOOLS_METRICS_NAMESPACE: 'Porchlight',
         LEASE_MS: positiveInt('leaseMs', s.leaseMs ?? DEFAULTS.leaseMs),
@@ -160,6 +164,7 @@ export class OrchestratorFunction extends Construct {
 
     props.table.grantReadWriteData(this.function);
     props.timerQueue.grantSendMessages(this.function);
+    props.fencingKey.grantRead(this.function);
     if (props.onFailure) {
       this.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(props.onFailure) });
     }

@@ -5,6 +5,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { acknowledge } from '../constructs/acknowledge';
@@ -21,6 +22,8 @@ export interface ServiceStackProps extends StackProps {
   readonly tableName: string;
   /** The timer queue (from the stateful stack). */
   readonly timerQueue: sqs.IQueue;
+  /** The fencing key secret (from the stateful stack). */
+  readonly fencingKey: secretsmanager.ISecret;
   /** The timer queue's dead-letter queue, alarmed on here. */
   readonly timerDeadLetterQueue: sqs.IQueue;
   /** @default OrchestratorSettings defaults */
@@ -98,6 +101,7 @@ export class ServiceStack extends Stack {
         name,
         table,
         timerQueue: props.timerQueue,
+        fencingKey: props.fencingKey,
         readsThingGroups: spec.readsThingGroups,
         memorySize: spec.memorySize,
         timeout: spec.timeout,

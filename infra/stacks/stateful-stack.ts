@@ -1,4 +1,5 @@
-import { Stack, type StackProps } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
@@ -32,6 +33,8 @@ export class StatefulStack extends Stack {
   public readonly timerDeadLetterQueue: sqs.Queue;
   /** IoT policies per role and accreditation thing groups. */
   public readonly policies: AgentPolicies;
+  /** The key fencing tokens are derived from: read by the functions, by nobody else. */
+  public readonly fencingKey: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps = {}) {
     super(scope, id, props);
@@ -42,6 +45,17 @@ export class StatefulStack extends Stack {
     this.timerDeadLetterQueue = timers.deadLetterQueue;
     acknowledge(this.timerDeadLetterQueue, 'This queue is the dead-letter queue of the timer queue; a dead-letter queue of its own would only move the problem.', 'AwsSolutions-SQS3');
     this.policies = new AgentPolicies(this, 'Policies', props.policies);
+    this.fencingKey = new secretsmanager.Secret(this, 'FencingKey', {
+      description: 'Porchlight: the key fencing tokens are derived from (HMAC-SHA-256 of task, step and epoch)',
+      generateSecretString: { passwordLength: 64, excludePunctuation: true, includeSpace: false },
+      // Replacing it would refuse every live assignment's output: it goes only with the deployment's data.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    acknowledge(
+      this.fencingKey,
+      'Rotating the fencing key refuses the outputs of every assignment made under the old key (their leases then expire and the steps are re-assigned); it is rotated by replacing the secret value during a quiet period, not on a schedule.',
+      'AwsSolutions-SMG4',
+    );
     acknowledgeCustomResourceProvider(this);
   }
 }

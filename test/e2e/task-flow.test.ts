@@ -8,7 +8,9 @@ import type { AgentProcess } from '../../cli/agent-processes';
 import { PorchlightClient, type TaskEvent } from '../../cli/client';
 import { DEMO_AGENTS, DEMO_REQUEST_PATH, launchDemoAgents } from '../../cli/commands/demo';
 import { CLI_CLIENT_ID, localRegistry, waitForAgents } from '../../cli/session';
-import { LOCAL_REGION } from '../../local/dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/dynamodb';
 import type { TaskStatus } from '../../core/schemas';
 import { filters, topics } from '../../core/topics';
 import { connectMqtt, nextMessage, startTestStack, type TestStack } from '../helpers/local-stack';
@@ -107,6 +109,17 @@ describe('task flow (local stack, agents as processes)', () => {
         steps: [{ id: 'think', skill: 'slow-thinker', consumes: ['question'], produces: ['answer'], estUsd: 0.01, estMs: 100 }],
       }), { qos: 1 });
       const a = JSON.parse((await assignment).payload.toString()) as { stepId: string; epoch: number; token: string };
+      // The token exists only on the wire: nothing stored for the task holds it, so reading the table completes no step.
+      const dynamo = new DynamoDBClient({ endpoint: t.stack.endpoints.dynamoEndpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+      try {
+        const items = await DynamoDBDocumentClient.from(dynamo).send(new QueryCommand({
+          TableName: t.stack.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `TASK#${task.taskId}` },
+        }));
+        expect(items.Items?.length).toBeGreaterThan(0);
+        expect(JSON.stringify(items.Items)).not.toContain(a.token);
+      } finally {
+        dynamo.destroy();
+      }
       await late.publishAsync(topics.taskOutput(task.taskId, a.stepId, agentId), JSON.stringify({
         taskId: task.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, ok: true, output: { answer: 42 },
       }), { qos: 1 });

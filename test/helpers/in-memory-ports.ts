@@ -9,7 +9,8 @@ import { DuplicateTaskError, VersionConflictError } from '../../core/errors';
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../core/orchestrator';
 import { RegistryService } from '../../core/registry-service';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from '../../core/model';
-import type { AccreditationVerifier, Clock, IdGenerator, Publisher, Registry, TaskStore, Timer } from '../../core/ports';
+import type { AccreditationVerifier, Clock, Publisher, Registry, TaskStore, Timer } from '../../core/ports';
+import { deriveFencingToken, HmacFencer } from '../../functions/adapters/fencer';
 import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
 import type { InboundMessage } from '../../core/rule-event';
 import type { AgentStatus, JsonValue, Resume, Telemetry } from '../../core/schemas';
@@ -29,13 +30,15 @@ export class ManualClock implements Clock {
   }
 }
 
-/** Repeatable tokens: `token-000001-…`, long enough for the Assignment schema. */
-export class SequentialIds implements IdGenerator {
-  private n = 0;
-  token(): string {
-    this.n += 1;
-    return `token-${String(this.n).padStart(6, '0')}-fencing-xyz`;
-  }
+/** The key the tests' fencer derives tokens from (the adapter is the real one). */
+export const TEST_FENCING_KEY = 'test-fencing-key-0123456789abcdef-0123456789abcdef';
+
+/** The fencer every core test wires: HMAC-SHA-256 under {@link TEST_FENCING_KEY}. */
+export const testFencer = new HmacFencer(() => Promise.resolve(TEST_FENCING_KEY));
+
+/** The token {@link testFencer} (and a function wired with the test key file) derives for (task, step, epoch). */
+export function testToken(taskId: string, stepId: string, epoch: number): string {
+  return deriveFencingToken(TEST_FENCING_KEY, taskId, stepId, epoch);
 }
 
 /** Records every published message and keeps what the broker would retain. */
@@ -288,13 +291,12 @@ export function orchestratorHarness(config: Partial<OrchestratorConfig> = {}) {
   const timer = new ManualTimer();
   const tasks = new InMemoryTaskStore();
   const registry = new InMemoryRegistry();
-  const ids = new SequentialIds();
   const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
   const cfg: OrchestratorConfig = { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0, ...config };
   const orchestrator = new Orchestrator({
-    tasks, registry, publisher, timer, clock, ids, config: cfg, sha256: sha256Hex,
+    tasks, registry, publisher, timer, clock, fencer: testFencer, config: cfg, sha256: sha256Hex,
     log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
   });
   const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
-  return { clock, publisher, timer, tasks, registry, ids, logs, config: cfg, orchestrator, service };
+  return { clock, publisher, timer, tasks, registry, fencer: testFencer, logs, config: cfg, orchestrator, service };
 }

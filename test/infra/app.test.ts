@@ -148,6 +148,19 @@ describe('Porchlight CDK app', () => {
       }
     });
 
+    it('lets every function read the fencing key secret, named in its environment, and nothing else of Secrets Manager', () => {
+      const secrets = Object.keys(stateful.findResources('AWS::SecretsManager::Secret'));
+      expect(secrets).toHaveLength(1);
+      for (const name of FUNCTION_NAMES) {
+        const env = service.findResources('AWS::Lambda::Function')[functionLogicalId(name)]?.Properties.Environment.Variables;
+        expect(JSON.stringify(env.FENCING_KEY_SECRET_ARN)).toContain('FencingKey');
+        const reads = (statements[name] ?? []).filter((st) => st.Action.some((a) => a.startsWith('secretsmanager:')));
+        expect(reads.flatMap((st) => st.Action).sort()).toEqual(['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
+        expect(JSON.stringify(reads.flatMap((st) => st.Resource))).toContain('FencingKey');
+      }
+      stateful.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain', Properties: Match.objectLike({ GenerateSecretString: Match.objectLike({ PasswordLength: 64 }) }) });
+    });
+
     it("never lets a function publish on the agents' hand-in topics", () => {
       for (const name of FUNCTION_NAMES) {
         for (const root of TASK_ROOTS) expect(granted(name, 'iot:Publish').some((r) => r.startsWith(`${TOPIC_ARN}${root}/*/output`) || r.startsWith(`${TOPIC_ARN}${root}/*/progress`))).toBe(false);

@@ -1,7 +1,7 @@
 import { ValidationError } from '../../../core/errors';
 import { Orchestrator, DEFAULT_ORCHESTRATOR_CONFIG } from '../../../core/orchestrator';
 import { Constraints, MAX_JSON_DEPTH, Proposal, StepOutput, TaskRequest, decodePayload, jsonNestingDepth, parseMessage } from '../../../core/schemas';
-import { InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, inbound } from '../../helpers/in-memory-ports';
+import { InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, testFencer, inbound } from '../../helpers/in-memory-ports';
 
 /** `depth` nested arrays around `leaf`, as JSON text. */
 function nestedArrays(depth: number, leaf = '1'): string {
@@ -59,7 +59,7 @@ describe('decodePayload', () => {
       const tasks = new InMemoryTaskStore();
       const publisher = new RecordingPublisher();
       const orchestrator = new Orchestrator({
-        tasks, registry: new InMemoryRegistry(), publisher, timer: new ManualTimer(), clock: new ManualClock(), ids: new SequentialIds(), config: DEFAULT_ORCHESTRATOR_CONFIG,
+        tasks, registry: new InMemoryRegistry(), publisher, timer: new ManualTimer(), clock: new ManualClock(), fencer: testFencer, config: DEFAULT_ORCHESTRATOR_CONFIG,
       });
       const text = `{"goal":"g","want":["x"],"input":{"a":${nestedArrays(30_000)}}}`;
       await expect(orchestrator.onRequest(inbound('clients/client-1/tasks/t1/request', text))).resolves.toMatchObject({ status: 'rejected', code: 'invalid-payload' });

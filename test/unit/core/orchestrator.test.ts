@@ -615,7 +615,7 @@ describe('Orchestrator', () => {
 
     it('refuses every cancel when wired without a sha256 function', async () => {
       const h = harness();
-      const orchestrator = new Orchestrator({ tasks: h.tasks, registry: h.registry, publisher: h.publisher, timer: h.timer, clock: h.clock, ids: h.ids, config: h.config });
+      const orchestrator = new Orchestrator({ tasks: h.tasks, registry: h.registry, publisher: h.publisher, timer: h.timer, clock: h.clock, fencer: h.fencer, config: h.config });
       await submit(h);
       expect(await orchestrator.onCancel(inbound('clients/client-1/tasks/t1/cancel', { secret: SECRET }))).toMatchObject({ status: 'rejected', code: 'config' });
     });

@@ -3,7 +3,7 @@ import type { OutboundMessage } from '../../../core/model';
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator } from '../../../core/orchestrator';
 import { flush } from '../../../core/outbox';
 import { Assignment, MAX_PAYLOAD_BYTES, TaskStatus, type Resume } from '../../../core/schemas';
-import { InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, SequentialIds, inbound } from '../../helpers/in-memory-ports';
+import { InMemoryRegistry, InMemoryTaskStore, ManualClock, ManualTimer, RecordingPublisher, testFencer, inbound } from '../../helpers/in-memory-ports';
 
 /** A publisher that, like IotDataPublisher, refuses a payload over the broker's limit before sending. */
 class LimitedPublisher extends RecordingPublisher {
@@ -57,7 +57,7 @@ describe('outbox with a message over the broker payload limit', () => {
       const clock = new ManualClock();
       const logs: { level: string; msg: string }[] = [];
       const orchestrator = new Orchestrator({
-        tasks, registry, publisher, timer: new ManualTimer(), clock, ids: new SequentialIds(), config: { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0 },
+        tasks, registry, publisher, timer: new ManualTimer(), clock, fencer: testFencer, config: { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0 },
         log: (level, msg) => logs.push({ level, msg }),
       });
       const resume: Resume = { v: 1, skills: ['gen'], cost: { usd: 0.01, p95_ms: 10 }, region: 'eu-central-1', accredit: [] };

@@ -30,8 +30,17 @@ const firstFree: RankAgents = (step, candidates, context) => {
 function ctx(now = T0, agents: AgentRecord[] = [agent('a1', ['sql']), agent('a2', ['sql']), agent('c1', ['chart'])]): DispatchContext {
   const candidates = new Map<string, AgentRecord[]>();
   for (const a of agents) for (const s of a.resume.skills) candidates.set(s, [...(candidates.get(s) ?? []), a]);
-  let n = 0;
-  return { now, config, candidates, rank: firstFree, token: () => `tok-${++n}-0123456789abcdef` };
+  return { now, config, candidates, rank: firstFree };
+}
+
+/** Stands in for the derived token of (task, step, epoch); the orchestrator's fencer is tested on its own. */
+function tokenOf(taskId: string, stepId: string, epoch: number): string {
+  return `tok-${taskId}-${stepId}-${epoch}-0123456789abcdef`;
+}
+
+/** acceptOutput with the token check the orchestrator makes before the transition. */
+function accept(task: TaskRecord, stepId: string, out: StepOutput, c: DispatchContext, sender?: string) {
+  return acceptOutput(task, stepId, out, out.token === tokenOf(task.taskId, stepId, out.epoch), c, sender);
 }
 
 function request(extra: Partial<TaskRequest> = {}): TaskRequest {
@@ -57,7 +66,7 @@ function changed(d: Decision): TaskRecord {
 
 function output(task: TaskRecord, stepId: string, body: Partial<StepOutput> = {}): StepOutput {
   const s = task.steps[stepId]!;
-  return { v: 1, taskId: task.taskId, stepId, epoch: s.epoch, token: s.token!, ok: true, output: { [s.produces[0]!]: 'value' }, ...body } as StepOutput;
+  return { v: 1, taskId: task.taskId, stepId, epoch: s.epoch, token: tokenOf(task.taskId, stepId, s.epoch), ok: true, output: { [s.produces[0]!]: 'value' }, ...body } as StepOutput;
 }
 
 function lastStatus(task: TaskRecord): TaskStatus {
@@ -158,7 +167,11 @@ describe('task-machine', () => {
       expect(task.steps.s1).toMatchObject({ state: 'assigned', agentId: 'a1', epoch: 1, attempts: 1, leaseExpiresAt: T0 + config.leaseMs, proposedStepId: 's1-orig' });
       expect(task.steps.s2).toMatchObject({ state: 'pending', epoch: 0 });
       const assign = task.outbox.find((m) => m.topic === 'tasks/t1/assign/a1');
-      expect(Assignment.parse(assign?.payload)).toMatchObject({ epoch: 1, token: task.steps.s1?.token, inputs: { q: 'question' }, leaseMs: config.leaseMs });
+      // No token in what is stored: the publisher derives it from the fence as it publishes.
+      expect(assign?.payload).not.toHaveProperty('token');
+      expect(assign?.fence).toEqual({ taskId: 't1', stepId: 's1', epoch: 1 });
+      expect(Assignment.parse({ ...(assign?.payload as object), token: tokenOf('t1', 's1', 1) })).toMatchObject({ epoch: 1, agentId: 'a1', inputs: { q: 'question' }, leaseMs: config.leaseMs });
+      expect(JSON.stringify(task)).not.toMatch(/token/);
       expect(task.outbox.at(-1)?.topic).toBe('clients/client-1/tasks/t1/status');
       expect(before.state).toBe('submitted');
     });
@@ -193,7 +206,7 @@ describe('task-machine', () => {
 
     it('stores the declared artifacts, completes the step and dispatches what became ready', () => {
       const task = working();
-      const next = changed(acceptOutput(task, 's1', output(task, 's1', { ok: true, output: { sql: 'SELECT', junk: 1 } }), ctx()));
+      const next = changed(accept(task, 's1', output(task, 's1', { ok: true, output: { sql: 'SELECT', junk: 1 } }), ctx()));
       expect(next.steps.s1).toMatchObject({ state: 'completed' });
       expect(next.artifacts).toEqual({ q: 'question', sql: 'SELECT' });
       expect(next.steps.s2).toMatchObject({ state: 'assigned', agentId: 'c1', epoch: 1 });
@@ -202,8 +215,8 @@ describe('task-machine', () => {
 
     it('completes the task when the wanted artifact arrives', () => {
       let task = working();
-      task = changed(acceptOutput(task, 's1', output(task, 's1', { usage: { usd: 0.5, ms: 10 } }), ctx()));
-      task = changed(acceptOutput(task, 's2', output(task, 's2', { usage: { usd: 0.25, ms: 5 } }), ctx()));
+      task = changed(accept(task, 's1', output(task, 's1', { usage: { usd: 0.5, ms: 10 } }), ctx()));
+      task = changed(accept(task, 's2', output(task, 's2', { usage: { usd: 0.25, ms: 5 } }), ctx()));
       expect(task).toMatchObject({ state: 'completed', phase: 'done', finishedAt: T0 });
       expect(resultOf(task)).toMatchObject({ outputs: { chart: 'value' }, usage: { usd: 0.75, ms: 15, steps: 2 } });
     });
@@ -211,34 +224,34 @@ describe('task-machine', () => {
     it('rejects a stale epoch, a future epoch and a wrong token (fencing)', () => {
       const task = working();
       const good = output(task, 's1');
-      const future = acceptOutput(task, 's1', { ...good, epoch: 2 }, ctx());
+      const future = accept(task, 's1', { ...good, epoch: 2 }, ctx());
       expect(future).toMatchObject({ kind: 'rejected', error: { code: 'stale-epoch', message: expect.stringMatching(/never assigned/) } });
       expect(future).not.toHaveProperty('notify');
-      expect(acceptOutput(task, 's1', { ...good, token: 'not-the-token-000000' }, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'bad-token' }, notify: 'a1' });
+      expect(accept(task, 's1', { ...good, token: 'not-the-token-000000' }, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'bad-token' }, notify: 'a1' });
       const moved = changed(expireLease(task, 's1', 1, ctx(T0 + config.leaseMs)));
-      expect(acceptOutput(moved, 's1', good, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'stale-epoch', message: expect.stringMatching(/superseded/) }, notify: 'a1' });
+      expect(accept(moved, 's1', good, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'stale-epoch', message: expect.stringMatching(/superseded/) }, notify: 'a1' });
     });
 
     it('rejects an output whose payload names another step, an unknown step, and a sender that is not the assignee', () => {
       const task = working();
-      expect(acceptOutput(task, 's2', output(task, 's1'), ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-payload' } });
-      expect(acceptOutput(task, 's9', { ...output(task, 's1'), stepId: 's9' }, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-state' } });
-      expect(acceptOutput(task, 's1', output(task, 's1'), ctx(), 'c1')).toMatchObject({ kind: 'rejected', error: { code: 'not-authorized' }, notify: 'c1' });
+      expect(accept(task, 's2', output(task, 's1'), ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-payload' } });
+      expect(accept(task, 's9', { ...output(task, 's1'), stepId: 's9' }, ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-state' } });
+      expect(accept(task, 's1', output(task, 's1'), ctx(), 'c1')).toMatchObject({ kind: 'rejected', error: { code: 'not-authorized' }, notify: 'c1' });
     });
 
     it('calls a repeated output a duplicate', () => {
       const task = working();
       const out = output(task, 's1');
-      const next = changed(acceptOutput(task, 's1', out, ctx()));
-      expect(acceptOutput(next, 's1', out, ctx())).toMatchObject({ kind: 'unchanged', outcome: 'duplicate' });
+      const next = changed(accept(task, 's1', out, ctx()));
+      expect(accept(next, 's1', out, ctx())).toMatchObject({ kind: 'unchanged', outcome: 'duplicate' });
     });
 
     it('re-assigns after an error output and fails the task at the attempt limit', () => {
       let task = working();
-      task = changed(acceptOutput(task, 's1', output(task, 's1', { ok: false, error: { code: 'e', message: 'first', retryable: true } }), ctx()));
+      task = changed(accept(task, 's1', output(task, 's1', { ok: false, error: { code: 'e', message: 'first', retryable: true } }), ctx()));
       expect(task.steps.s1).toMatchObject({ state: 'assigned', agentId: 'a2', epoch: 2, attempts: 2, excluded: ['a1'] });
-      expect(task.steps.s1?.superseded).toEqual([{ epoch: 1, token: expect.any(String), agentId: 'a1', cause: 'error-output' }]);
-      task = changed(acceptOutput(task, 's1', output(task, 's1', { ok: false, error: { code: 'e', message: 'second', retryable: true } }), ctx()));
+      expect(task.steps.s1?.superseded).toEqual([{ epoch: 1, agentId: 'a1', cause: 'error-output' }]);
+      task = changed(accept(task, 's1', output(task, 's1', { ok: false, error: { code: 'e', message: 'second', retryable: true } }), ctx()));
       expect(task.state).toBe('failed');
       expect(task.errors.at(-1)?.message).toBe('step s1 (sql) failed after 2 attempt(s); last error: second');
       expect(task.steps.s2?.state).toBe('canceled');
@@ -247,7 +260,7 @@ describe('task-machine', () => {
     it('absorbs outputs once the task is terminal', () => {
       const task = working();
       const done = changed(failTask(task, 'step-failed', 'gave up', ctx()));
-      expect(acceptOutput(done, 's1', output(task, 's1'), ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-state' } });
+      expect(accept(done, 's1', output(task, 's1'), ctx())).toMatchObject({ kind: 'rejected', error: { code: 'invalid-state' } });
     });
   });
 

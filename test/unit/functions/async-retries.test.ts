@@ -11,7 +11,7 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { ScheduledEvent } from 'aws-lambda';
 import type { TaskRecord } from '../../../core/model';
 import { Assignment } from '../../../core/schemas';
-import { CryptoIdGenerator, sha256 } from '../../../functions/adapters/system';
+import { sha256 } from '../../../functions/adapters/system';
 import type { RuleHandler } from '../../../functions/lib/rule-handler';
 import { FakeTable } from './helpers/fake-table';
 import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv } from './helpers/handler-env';
@@ -39,17 +39,12 @@ beforeEach(() => {
   iotData.on(PublishCommand).resolves({});
   sqs.on(SendMessageCommand).resolves({});
   iot.on(ListThingGroupsForThingCommand).resolves({ thingGroups: [] });
-  // Repeatable fencing tokens, so two runs of the same story can be compared item by item.
-  let n = 0;
-  jest.spyOn(CryptoIdGenerator.prototype, 'token').mockImplementation(() => `token-${String(++n).padStart(4, '0')}-0123456789abcdef`);
 });
 
-/** Starts again from an empty table (and the same token sequence). */
+/** Starts again from an empty table (fencing tokens are derived, so the same story gives the same ones). */
 function freshTable(): void {
   table = new FakeTable();
   table.install(ddb);
-  let n = 0;
-  jest.spyOn(CryptoIdGenerator.prototype, 'token').mockImplementation(() => `token-${String(++n).padStart(4, '0')}-0123456789abcdef`);
 }
 
 const RESUME = { skills: ['nl2chart'], cost: { usd: 0.01, p95_ms: 100 }, region: 'eu-central-1' };

@@ -16,9 +16,10 @@ import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv, storedAgent, 
 import {
   RUNS, badArtifactName, badId, brokenField, expectPrototypeClean, expectSpecificRefusal, garbage, trapUnhandledRejections, type BreakableField,
 } from './arbitraries';
+import { testToken } from '../../helpers/in-memory-ports';
 
 const { ddb, sqs, iotData } = mocks;
-const TOKEN = 'tok-live-0123456789abcdef';
+const TOKEN = testToken('t-live', 's1', 2);
 const PAYLOAD_CODES = ['invalid-json', 'invalid-payload', 'payload-too-large'];
 
 trapUnhandledRejections();
@@ -30,7 +31,7 @@ const live = taskRecord({
   version: 4,
   deadlineAt: NOW + 600_000,
   request: { v: 1, goal: 'chart', input: { sales: [1, 2] }, want: ['chart'], constraints: {}, cancelHash: sha256('let-me-cancel') },
-  steps: { s1: step('s1', { state: 'assigned', agentId: 'agent-a', epoch: 2, token: TOKEN, attempts: 2, leaseExpiresAt: NOW + 30_000 }) },
+  steps: { s1: step('s1', { state: 'assigned', agentId: 'agent-a', epoch: 2, attempts: 2, leaseExpiresAt: NOW + 30_000 }) },
   stepOrder: ['s1'],
 });
 

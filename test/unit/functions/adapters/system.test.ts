@@ -1,16 +1,7 @@
 import { createHash } from 'node:crypto';
-import { CryptoIdGenerator, sha256, SystemClock } from '../../../../functions/adapters/system';
+import { sha256, SystemClock } from '../../../../functions/adapters/system';
 
 describe('system adapters', () => {
-  describe('CryptoIdGenerator', () => {
-    it('makes 24-character URL-safe tokens that do not repeat', () => {
-      const ids = new CryptoIdGenerator();
-      const tokens = Array.from({ length: 200 }, () => ids.token());
-      expect(tokens.every((t) => /^[A-Za-z0-9_-]{24}$/.test(t))).toBe(true);
-      expect(new Set(tokens).size).toBe(tokens.length);
-    });
-  });
-
   describe('SystemClock', () => {
     it('reads the host clock', () => {
       const before = Date.now();

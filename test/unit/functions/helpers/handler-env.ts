@@ -9,7 +9,11 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { mockClient } from 'aws-sdk-client-mock';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AgentRecord, TaskRecord } from '../../../../core/model';
+import { TEST_FENCING_KEY } from '../../../helpers/in-memory-ports';
 
 /** Fixed "now" for handler tests, epoch ms. */
 export const NOW = Date.parse('2030-01-01T00:00:00.000Z');
@@ -25,7 +29,15 @@ export const TEST_ENV: Readonly<Record<string, string>> = {
   POWERTOOLS_METRICS_NAMESPACE: 'Porchlight',
   // The handler tests' clock stands still: a window whose every eligible agent answered closes at once.
   MIN_PROPOSAL_WINDOW_MS: '0',
+  FENCING_KEY_FILE: testFencingKeyFile(),
 };
+
+/** A key file holding the test fencing key, so tokens in handler tests are {@link testToken}'s. */
+function testFencingKeyFile(): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'porchlight-fencing-')), 'fencing.key');
+  writeFileSync(path, TEST_FENCING_KEY, { mode: 0o600 });
+  return path;
+}
 
 /** Sets TEST_ENV (plus `extra`) in process.env; call before importing a handler module. */
 export function setTestEnv(extra: Record<string, string> = {}): void {

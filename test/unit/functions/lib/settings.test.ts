@@ -15,8 +15,24 @@ describe('loadSettings', () => {
         dynamodbEndpoint: 'http://127.0.0.1:8000',
         accreditationFile: '/tmp/a.json',
         region: 'eu-central-1',
+        fencingKey: { file: TEST_ENV.FENCING_KEY_FILE },
         orchestrator: { ...DEFAULT_ORCHESTRATOR_CONFIG, minProposalWindowMs: 0, leaseMs: 5000 },
       });
+    });
+  });
+
+  describe('the fencing key', () => {
+    const { FENCING_KEY_FILE: _file, ...withoutKey } = TEST_ENV;
+    const arn = 'arn:aws:secretsmanager:eu-central-1:123456789012:secret:porchlight-fencing-AbCdEf';
+
+    it('comes from a Secrets Manager secret on AWS or a file locally', () => {
+      expect(loadSettings('progress', { ...withoutKey, FENCING_KEY_SECRET_ARN: arn }).fencingKey).toEqual({ secretArn: arn });
+      expect(loadSettings('progress', { ...withoutKey, FENCING_KEY_FILE: '/state/fencing.key' }).fencingKey).toEqual({ file: '/state/fencing.key' });
+    });
+
+    it('is required, from exactly one place', () => {
+      expect(() => loadSettings('progress', withoutKey)).toThrow(/FENCING_KEY_SECRET_ARN \(AWS\) or FENCING_KEY_FILE \(local stack\)/);
+      expect(() => loadSettings('progress', { ...withoutKey, FENCING_KEY_SECRET_ARN: arn, FENCING_KEY_FILE: '/k' })).toThrow(/not both/);
     });
   });
 

@@ -5,12 +5,13 @@ import { sha256 } from '../../../../functions/adapters/system';
 import type { RuleHandler } from '../../../../functions/lib/rule-handler';
 import { step, taskRecord } from '../helpers/fixtures';
 import { mocks, NOW, published, resetWorld, ruleEvent, setTestEnv, storedTask, TEST_ENV } from '../helpers/handler-env';
+import { testToken } from '../../../helpers/in-memory-ports';
 
 const { ddb } = mocks;
 const OUTPUT_TOPIC = 'tasks/t-1/output/s1/agent-a';
 const CANCEL_TOPIC = 'clients/client-1/tasks/t-1/cancel';
-const TOKEN = 'tok-live-0123456789abcdef';
-const OLD_TOKEN = 'tok-old-0123456789abcdef';
+const TOKEN = testToken('t-1', 's1', 2);
+const OLD_TOKEN = testToken('t-1', 's1', 1);
 
 const working = taskRecord({
   state: 'working',
@@ -20,8 +21,8 @@ const working = taskRecord({
   request: { v: 1, goal: 'chart', input: { sales: [1, 2] }, want: ['chart'], constraints: {}, cancelHash: sha256('let-me-cancel') },
   steps: {
     s1: step('s1', {
-      state: 'assigned', agentId: 'agent-a', epoch: 2, token: TOKEN, attempts: 2, leaseExpiresAt: NOW + 30_000,
-      superseded: [{ epoch: 1, token: OLD_TOKEN, agentId: 'agent-z', cause: 'lease-expired' }],
+      state: 'assigned', agentId: 'agent-a', epoch: 2, attempts: 2, leaseExpiresAt: NOW + 30_000,
+      superseded: [{ epoch: 1, agentId: 'agent-z', cause: 'lease-expired' }],
     }),
   },
   stepOrder: ['s1'],

@@ -15,7 +15,9 @@
  * an exclusive association the thing is the certificate's only thing; with a non-exclusive one
  * the client id must equal the name of a thing attached to the certificate. Otherwise
  * `${iot:Connection.Thing.ThingName}` does not resolve (and fails closed) and
- * `iot:Connection.Thing.IsAttached` is `false`.
+ * `iot:Connection.Thing.IsAttached` is `false`. `iot:Connection.Thing.ThingTypeName` is the thing
+ * type the connection's thing was created with, absent when it has none (or there is no thing),
+ * so a condition on it fails.
  */
 import { evaluatePolicies, type NamedPolicy, type PolicyDecision } from './policy-evaluator';
 
@@ -44,6 +46,8 @@ export interface IotConnection {
   readonly association?: 'exclusive' | 'non-exclusive';
   /** Every policy attached to the certificate and to the thing groups of its thing. */
   readonly policies: readonly NamedPolicy[];
+  /** The thing type of each thing that has one, by thing name. @default none */
+  readonly thingTypes?: Readonly<Record<string, string>>;
 }
 
 /** An MQTT operation to authorise. */
@@ -79,6 +83,7 @@ export function connectionContext(conn: IotConnection): Record<string, string | 
     'iot:ClientId': conn.clientId,
     'iot:Connection.Thing.ThingName': thing,
     'iot:Connection.Thing.IsAttached': thing === undefined ? 'false' : 'true',
+    'iot:Connection.Thing.ThingTypeName': thing === undefined ? undefined : conn.thingTypes?.[thing],
   };
 }
 

@@ -1,10 +1,12 @@
 /**
  * The AWS side of the probe matrix, read from what CDK synthesizes for `infra/` (not from the
- * renderers): the IoT policies of each role (every part), the policies attached to each thing
- * group by the deploy-time custom resources, and the IAM policies of each function's role.
+ * renderers): the IoT policies of each role (every part), the thing types identities are created
+ * with, the policies attached to each thing group by the deploy-time custom resources, and the
+ * IAM policies of each function's role.
  */
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { DEFAULT_IOT_NAME_PREFIX, roleThingTypeName, type Role } from '../../core/policy';
 import { buildPorchlight } from '../../infra/app';
 import type { NamedPolicy, PolicyDocumentJson } from './policy-evaluator';
 import { PROBE_SCOPE, type ArnScope } from './iot-authorizer';
@@ -13,6 +15,8 @@ import { PROBE_SCOPE, type ArnScope } from './iot-authorizer';
 export interface IotDeployment {
   /** IoT policies by name (`porchlight-agent`, `porchlight-agent-2`, …), ARNs resolved. */
   readonly iotPolicies: Readonly<Record<string, PolicyDocumentJson>>;
+  /** The thing types the app defines, by name (`porchlight-agent`, …). */
+  readonly thingTypes: ReadonlySet<string>;
   /** Policy names attached to each thing group (`accredit-gdpr` → [`porchlight-accredit-gdpr`]). */
   readonly groupAttachments: Readonly<Record<string, readonly string[]>>;
   /** IAM policies of each orchestrator function's role, by function name (`intake`, …). */
@@ -74,6 +78,8 @@ export function loadIotDeployment(scope: ArnScope = PROBE_SCOPE): IotDeployment 
     iotPolicies[res.Properties.PolicyName as string] = resolve(res.Properties.PolicyDocument) as PolicyDocumentJson;
   }
 
+  const thingTypes = new Set(Object.values(stateful.findResources('AWS::IoT::ThingType')).map((res) => String(res.Properties.ThingTypeName)));
+
   const groupAttachments: Record<string, string[]> = {};
   for (const [logicalId, res] of Object.entries(stateful.findResources('Custom::AWS'))) {
     const call = JSON.parse(String(resolve(res.Properties.Create))) as { service: string; action: string; parameters: { policyName: string; target: string } };
@@ -89,7 +95,7 @@ export function loadIotDeployment(scope: ArnScope = PROBE_SCOPE): IotDeployment 
     if (fn === undefined) continue;
     (functionPolicies[fn] ??= []).push({ name: logicalId, document: resolve(res.Properties.PolicyDocument) as PolicyDocumentJson });
   }
-  return { iotPolicies, groupAttachments, functionPolicies, stateful };
+  return { iotPolicies, thingTypes, groupAttachments, functionPolicies, stateful };
 }
 
 /**
@@ -114,4 +120,13 @@ export function groupPolicies(deployment: IotDeployment, group: string): NamedPo
     if (document === undefined) throw new Error(`thing group ${group} has policy ${name} attached, which the app does not define`);
     return { name: `${name} (via ${group})`, document };
   });
+}
+
+/**
+ * The thing type an identity of `role` is created with: its role's type when the app defines one
+ * (`porchlight-<role>`), none otherwise (the orchestrator's thing has no type).
+ */
+export function roleThingType(deployment: IotDeployment, role: Role, prefix = DEFAULT_IOT_NAME_PREFIX): string | undefined {
+  const name = roleThingTypeName(role, prefix);
+  return deployment.thingTypes.has(name) ? name : undefined;
 }

@@ -1,11 +1,11 @@
 /**
- * Decides probe-matrix rows on AWS: each identity is a thing of its own name with its role's
- * policy parts attached to its certificate and its accreditation groups' policies inherited,
- * exactly as the synthesized app defines them.
+ * Decides probe-matrix rows on AWS: each identity is a thing of its own name, created with its
+ * role's thing type, with its role's policy parts attached to its certificate and its
+ * accreditation groups' policies inherited, exactly as the synthesized app defines them.
  */
 import { accreditationGroupName } from '../../core/policy';
 import { authorizeDataPlanePublish, authorizeMqtt, describeAuthorization, type IotConnection, type MqttOperation } from './iot-authorizer';
-import { groupPolicies, rolePolicyParts, type IotDeployment } from './iot-deployment';
+import { groupPolicies, rolePolicyParts, roleThingType, type IotDeployment } from './iot-deployment';
 import { IDENTITIES, type FunctionProbeRow, type ProbeIdentity, type ProbeRow } from './probe-matrix';
 import type { Observed } from './verdicts';
 
@@ -16,7 +16,8 @@ export function iotConnection(deployment: IotDeployment, identity: ProbeIdentity
     ...(identity.iotPolicyParts === 'first' ? parts.slice(0, 1) : parts),
     ...identity.accreditations.flatMap((a) => groupPolicies(deployment, accreditationGroupName(a))),
   ];
-  return { clientId, certificateThings: [identity.id], policies };
+  const thingType = roleThingType(deployment, identity.role);
+  return { clientId, certificateThings: [identity.id], policies, ...(thingType !== undefined ? { thingTypes: { [identity.id]: thingType } } : {}) };
 }
 
 function operation(row: ProbeRow): MqttOperation {

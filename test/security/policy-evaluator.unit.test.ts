@@ -140,6 +140,21 @@ describe('IoT Core authorisation of MQTT operations', () => {
     expect(authorizeMqtt(conn({ clientId: 'agent-b' }), { kind: 'publish', topic: 'tasks/t1/output/s1', retain: false }).decision).toBe('deny');
   });
 
+  it("conditions on the thing type of the connection's own thing, failing without one", () => {
+    const grant = policy('accredit', {
+      Effect: 'Allow',
+      Action: 'iot:Publish',
+      Resource: arn(`topic/clients/${THING}/patient-data/*/request`),
+      Condition: { StringEquals: { 'iot:Connection.Thing.ThingTypeName': 'porchlight-client' } },
+    });
+    const submit = { kind: 'publish', topic: 'clients/client-g/patient-data/t9/request', retain: false } as const;
+    const client = (over: Partial<IotConnection>): IotConnection => ({ clientId: 'client-g', certificateThings: ['client-g'], policies: [agentPolicy, grant], ...over });
+    expect(authorizeMqtt(client({ thingTypes: { 'client-g': 'porchlight-client' } }), submit).decision).toBe('allow');
+    expect(authorizeMqtt(client({ thingTypes: { 'client-g': 'porchlight-agent' } }), submit).decision).toBe('deny');
+    expect(authorizeMqtt(client({}), submit).decision).toBe('deny');
+    expect(authorizeMqtt(client({ thingTypes: { 'client-x': 'porchlight-client' } }), submit).decision).toBe('deny');
+  });
+
   it('authorises data-plane publishes by IAM iot:Publish and iot:RetainPublish', () => {
     const role = [policy('fn', { Effect: 'Allow', Action: ['iot:Publish', 'iot:RetainPublish'], Resource: arn('topic/tasks/*/status') }, { Effect: 'Allow', Action: 'iot:Publish', Resource: arn('topic/tasks/*/assign/*') })];
     expect(authorizeDataPlanePublish(role, 'tasks/t1/status', true).decision).toBe('allow');

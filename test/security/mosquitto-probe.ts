@@ -15,18 +15,26 @@
  * Phases: connect rows first (each opens and closes its own connections, since a takeover
  * disconnects sessions), then one connection per identity for publish rows (batched per identity),
  * subscribe rows, and receive rows in rounds of one row per identity, so that two filters of the
- * same identity never share a round.
+ * same identity never share a round. Last, function rows: each function publishes through the
+ * local IoT data-plane shim (started here over the orchestrator's connection, checking every
+ * publish against the calling function's grant as the local stack does), signed with that
+ * function's own credentials; allowed means HTTP 200 and the witness receives the message.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { ForbiddenException, IoTDataPlaneClient, PublishCommand } from '@aws-sdk/client-iot-data-plane';
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { renderMosquittoAcl } from '../../core/policy';
+import { ORCHESTRATOR_IDENTITY } from '../../local/broker';
 import { certificatePaths, readIdentities } from '../../local/ca';
+import { startDataPlaneShim, type DataPlaneShim } from '../../local/data-plane-shim';
+import { functionPublishGrant, localFunctionCredentials } from '../../local/function-credentials';
 import { aclIdentities } from '../../local/mosquitto';
 import { awaitConnack, connectWithCertificate } from '../../local/mqtt-connect';
 import { waitUntil } from '../../local/processes';
+import { freePort } from '../helpers/free-port';
 import type { TestBroker } from '../helpers/local-stack';
-import { IDENTITIES, ROWS, rowKey, type ProbeIdentity, type ProbeRow } from './probe-matrix';
+import { FUNCTION_ROWS, IDENTITIES, ROWS, functionRowKey, rowKey, type FunctionProbeRow, type ProbeIdentity, type ProbeRow } from './probe-matrix';
 import type { Observed } from './verdicts';
 
 /** The witness's identity; not a role of the model. */
@@ -37,6 +45,7 @@ const STEP_TIMEOUT_MS = 20_000;
 
 /** What the probe found, by row key. */
 export interface MosquittoProbe {
+  /** By {@link rowKey} for matrix rows and {@link functionRowKey} for function rows. */
   readonly verdicts: ReadonlyMap<string, Observed>;
   /** The ACL Mosquitto ran with, without the witness block. */
   readonly generatedAcl: string;
@@ -154,10 +163,51 @@ async function probeConnect(target: TestBroker, row: ProbeRow): Promise<Observed
 }
 
 /**
- * Runs every row of `rows` (default: the whole matrix) on the broker of `target` and returns the
- * verdicts by row key. `target` should be a fresh broker: the run adds identities and the witness.
+ * Publishes each function row through a data-plane shim that checks every publish against the
+ * signing function's grant (as the local stack's shim does), signed with the function's own local
+ * credentials. Returns each row's nonce and the HTTP outcome; throws on anything but 200 or 403.
  */
-export async function probeMosquitto(target: TestBroker, rows: readonly ProbeRow[] = ROWS): Promise<MosquittoProbe> {
+async function publishAsFunctions(orchestrator: MqttClient, rows: readonly FunctionProbeRow[]): Promise<Map<FunctionProbeRow, { nonce: string; status: string }>> {
+  const shim: DataPlaneShim = await startDataPlaneShim({ port: await freePort(), mqtt: orchestrator, grants: functionPublishGrant, publishTimeoutMs: STEP_TIMEOUT_MS });
+  const clients = new Map<FunctionProbeRow['fn'], IoTDataPlaneClient>();
+  const sent = new Map<FunctionProbeRow, { nonce: string; status: string }>();
+  try {
+    for (const row of rows) {
+      const client = clients.get(row.fn) ?? new IoTDataPlaneClient({ endpoint: shim.endpoint, region: 'eu-west-1', credentials: localFunctionCredentials(row.fn), maxAttempts: 1 });
+      clients.set(row.fn, client);
+      const nonce = `${functionRowKey(row)} ${randomBytes(4).toString('hex')}`;
+      const command = new PublishCommand({
+        topic: row.topic,
+        qos: 1,
+        retain: row.action === 'publish-retained',
+        payload: row.empty ? new Uint8Array(0) : Buffer.from(JSON.stringify({ probe: nonce })),
+        userProperties: JSON.stringify([{ probe: nonce }]),
+      });
+      const status = await within(
+        client.send(command).then(
+          () => 'HTTP 200',
+          (err: Error) => {
+            if (err instanceof ForbiddenException) return `HTTP 403 ForbiddenException: ${err.message}`;
+            throw err;
+          },
+        ),
+        `${functionRowKey(row)}: data-plane Publish`,
+      );
+      sent.set(row, { nonce, status });
+    }
+    return sent;
+  } finally {
+    for (const client of clients.values()) client.destroy();
+    await shim.stop();
+  }
+}
+
+/**
+ * Runs every row of `rows` and `functionRows` (default: the whole matrix) on the broker of
+ * `target` and returns the verdicts by row key. `target` should be a fresh broker: the run adds
+ * identities and the witness.
+ */
+export async function probeMosquitto(target: TestBroker, rows: readonly ProbeRow[] = ROWS, functionRows: readonly FunctionProbeRow[] = FUNCTION_ROWS): Promise<MosquittoProbe> {
   const verdicts = new Map<string, Observed>();
   const tls = Object.values(IDENTITIES).filter((i) => (i.transport ?? 'tls') === 'tls');
   for (const identity of tls) await target.issue(identity.id, identity.role, identity.accreditations);
@@ -166,7 +216,8 @@ export async function probeMosquitto(target: TestBroker, rows: readonly ProbeRow
 
   for (const row of rows.filter((r) => r.action === 'connect')) verdicts.set(rowKey(row), await probeConnect(target, row));
 
-  const used = [...new Set(rows.filter((r) => r.action !== 'connect').map((r) => r.identity))];
+  // The shim publishes over the orchestrator's connection.
+  const used = [...new Set([...rows.filter((r) => r.action !== 'connect').map((r) => r.identity), ...(functionRows.length > 0 ? [ORCHESTRATOR_IDENTITY] : [])])];
   const probes = new Map<string, Probe>();
   const dropped: string[] = [];
   let witnessClient: MqttClient | undefined;
@@ -278,6 +329,23 @@ export async function probeMosquitto(target: TestBroker, rows: readonly ProbeRow
       for (const row of batch) {
         const got = (probes.get(row.identity) as Probe).seen.some((s) => s.nonce === nonces.get(row) && s.topic === row.target);
         verdicts.set(rowKey(row), { verdict: got ? 'allow' : 'deny', detail: `SUBACK ${subacks.get(row)}; the message ${got ? 'was' : 'was not'} delivered` });
+      }
+    }
+
+    // ---- function rows, through the data-plane shim ---------------------------------------------
+    if (functionRows.length > 0) {
+      const sent = await publishAsFunctions((probes.get(ORCHESTRATOR_IDENTITY) as Probe).client, functionRows);
+      await witnessBarrier();
+      assertConnected();
+      for (const [row, { nonce, status }] of sent) {
+        const seen = witness.seen.find((s) => s.nonce === nonce && s.topic === row.topic);
+        const retained = row.action === 'publish-retained';
+        const delivered = seen !== undefined && (!retained || seen.retain);
+        if (delivered !== (status === 'HTTP 200')) throw new Error(`${functionRowKey(row)}: ${status} but the witness ${seen ? 'received it' : 'did not receive it'}`);
+        verdicts.set(functionRowKey(row), {
+          verdict: delivered ? 'allow' : 'deny',
+          detail: `${status}; the witness ${seen === undefined ? 'did not receive it' : `received it${retained ? ` with retain=${seen.retain}` : ''}`}`,
+        });
       }
     }
     return { verdicts, generatedAcl, renderedAcl };

@@ -423,7 +423,7 @@ export const KNOWN_OPEN: readonly KnownOpen[] = [
     name: '`*` spans levels in four- and five-level IoT grants',
     on: ['iot'],
     rows: ['agent-a receive tasks/t2/output/pool/agent-b', 'observer-1 receive clients/client-1/tasks/t1/output/status'],
-    why: 'the collision guards cover three-level grants (`<root>/+/<word>`) only: `topic/tasks/*/pool/*` also matches the hand-in `tasks/t2/output/pool/agent-b` of a step named `pool`, and `topic/clients/*/tasks/*/status` the output `…/output/status` of a step named `status`, so such a step\'s output reaches every agent or every observer by its exact topic',
+    why: 'the collision guards cover three-level grants (`<root>/+/<word>`) only: `topic/tasks/*/pool/*` also matches the hand-in `tasks/t2/output/pool/agent-b` of a step named `pool`, and `topic/clients/*/tasks/*/status` the output `…/output/status` of a step named `status`, so such a step\'s hand-in reaches every agent, and the output or progress of a step named `status` or `result` every observer, by its exact topic',
   },
   {
     name: 'Mosquitto grants every SUBSCRIBE',

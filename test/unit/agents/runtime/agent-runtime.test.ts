@@ -2,7 +2,7 @@ import { AgentRuntime, runAgent } from '../../../../agents/runtime/agent-runtime
 import { defineAgent, type AgentDefinitionInput } from '../../../../agents/runtime/define-agent';
 import { MqttOperationError, StepError } from '../../../../agents/runtime/errors';
 import type { Mqtt5BusOptions } from '../../../../agents/runtime/mqtt-bus';
-import { AgentStatus, StepOutput, Telemetry, Progress } from '../../../../core/schemas';
+import { AgentStatus, StepOutput, Telemetry, Progress, type Assignment } from '../../../../core/schemas';
 import { captureLogger, eventually, FakeBus } from './fake-bus';
 
 const ID = 'agent-1';
@@ -207,7 +207,7 @@ describe('AgentRuntime', () => {
       const claims = (bus: FakeBus) => bus.on('tasks/t1/claim/s1/agent-1').map((p) => JSON.parse(String(p.payload)) as Record<string, unknown>);
 
       it('claims an offer from its shared pool, then executes the assignment its claim won', async () => {
-        const execute = jest.fn(async (a: { inputs: Record<string, unknown> }) => ({ echoed: a.inputs.text ?? null }));
+        const execute = jest.fn(async (a: Assignment) => ({ echoed: a.inputs.text ?? null }));
         const { bus } = await started(agentDef({ execute }, { pools: ['echoers'] }));
         expect(bus.subscribed).toContain('$share/echoers/tasks/+/pool/echoers');
         bus.deliver('tasks/t1/pool/echoers', offer());
@@ -230,7 +230,7 @@ describe('AgentRuntime', () => {
 
       it('does not claim an offer it could not run: unknown skill, past deadline, no free slot, or another pool on the topic', async () => {
         let release: () => void = () => undefined;
-        const execute = jest.fn(() => new Promise<Record<string, unknown>>((resolve) => { release = () => resolve({ echoed: 'x' }); }));
+        const execute = jest.fn(() => new Promise<{ echoed: string }>((resolve) => { release = () => resolve({ echoed: 'x' }); }));
         const { bus } = await started(agentDef({ execute }, { pools: ['echoers'] }));
         bus.deliver('tasks/t1/pool/echoers', offer({ skill: 'paint' }));
         bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 2, deadline: new Date(Date.now() - 1000).toISOString() }));

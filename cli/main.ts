@@ -6,7 +6,7 @@
  *   porchlight agents [--json]             the live registry as a table
  *   porchlight submit <file.json>          submit a task request, wait, print the result
  *   porchlight watch <taskId>              follow a task to its result
- *   porchlight certs issue <id> [--kind agent|client|observer|orchestrator] [--accredit gdpr,…]
+ *   porchlight certs issue <id> [--kind agent|client|observer|orchestrator] [--accredit gdpr,…] [--pool render,…]
  */
 import { parseArgs } from 'node:util';
 import { PorchlightError } from '../core/errors';
@@ -26,7 +26,7 @@ commands:
   submit <file.json>         submit a task request, wait for and print its result
   watch <taskId> [--root tasks|patient-data]
                              follow a task until it finishes
-  certs issue <id> [--kind agent|client|observer|orchestrator] [--accredit gdpr,ISO27001]
+  certs issue <id> [--kind agent|client|observer|orchestrator] [--accredit gdpr,ISO27001] [--pool render]
                              issue a certificate from the local CA (CN = id)
 
 options:
@@ -46,6 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       kind: { type: 'string', default: 'agent' },
       accredit: { type: 'string', default: '' },
+      pool: { type: 'string', default: '' },
       root: { type: 'string', default: 'tasks' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -75,9 +76,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       return watch(rest[0], { stateDir, timeoutMs, taskRoot: values.root });
     case 'certs': {
       const [sub, identity] = rest;
-      if (sub !== 'issue' || identity === undefined) throw new UsageError('usage: porchlight certs issue <id> [--kind agent] [--accredit gdpr]');
-      const accredit = values.accredit.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      return certsIssue(identity, { stateDir, kind: values.kind, accredit });
+      if (sub !== 'issue' || identity === undefined) throw new UsageError('usage: porchlight certs issue <id> [--kind agent] [--accredit gdpr] [--pool render]');
+      const list = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return certsIssue(identity, { stateDir, kind: values.kind, accredit: list(values.accredit), pools: list(values.pool) });
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

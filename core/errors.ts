@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'version-conflict'
   | 'stale-epoch'
   | 'bad-token'
+  | 'already-claimed'
   | 'not-authorized'
   | 'invalid-state'
   | 'config';
@@ -121,6 +122,14 @@ export class FencingError extends PorchlightError {
   constructor(code: 'stale-epoch' | 'bad-token', message: string) {
     super(code, message);
     this.name = 'FencingError';
+  }
+}
+
+/** A claim for a pool offer that another pool member claimed first. */
+export class AlreadyClaimedError extends PorchlightError {
+  constructor(message: string) {
+    super('already-claimed', message);
+    this.name = 'AlreadyClaimedError';
   }
 }
 

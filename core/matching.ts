@@ -14,6 +14,7 @@
  */
 import type { AgentRecord, MatchAudit } from './model';
 import type { RankAgents } from './plan-types';
+import type { ProposedStep, TaskRequest } from './schemas';
 import { allowedRegions, neededAccreditations, neededDataClasses } from './planner';
 
 /** Weights of the score's terms, and the success rate assumed for an agent never measured. */
@@ -161,6 +162,25 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
     if (ranked.length > 0) return { ...audit, chosen: ranked[0]!.agentId };
     return waitingFor.length > 0 ? { ...audit, waitingFor } : audit;
   };
+}
+
+/**
+ * Why `agent` may not run `step` whatever its state or load (skill, region, data classes,
+ * verified accreditations), or undefined when it may: the static rules of the matcher, for an
+ * agent that asks for a step itself (a pool claim) rather than being chosen.
+ */
+export function claimIneligibility(step: Pick<ProposedStep, 'skill' | 'dataClasses'>, agent: AgentRecord, constraints: TaskRequest['constraints']): string | undefined {
+  if (!agent.resume.skills.includes(step.skill)) return `résumé lacks skill ${step.skill}`;
+  const regions = allowedRegions(constraints);
+  if (regions !== undefined && !regions.includes(agent.resume.region)) return `region ${agent.resume.region} not in [${regions.join(', ')}]`;
+  const classes = neededDataClasses(constraints, step.dataClasses);
+  const handled = agent.resume.dataClasses;
+  if (classes.length > 0 && (handled === undefined || !classes.every((c) => handled.includes(c)))) {
+    return `résumé lacks data class ${classes.filter((c) => !(handled ?? []).includes(c)).join(', ')}`;
+  }
+  const missing = neededAccreditations(constraints, classes).filter((a) => !agent.verifiedAccredit.includes(a));
+  if (missing.length > 0) return `missing verified accreditation ${missing.join(', ')}`;
+  return undefined;
 }
 
 /** The matcher with {@link MATCH_WEIGHTS}. */

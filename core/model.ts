@@ -49,8 +49,10 @@ export interface StepRecord extends ProposedStep {
   /** The step id inside that agent's proposal (plan ids are renumbered s1, s2, …). */
   readonly proposedStepId: string;
   state: StepState;
-  /** Current assignee (unset for pool steps until an output names one). */
+  /** Current assignee (unset for a pool step until a member claims it). */
   agentId?: string;
+  /** Pool steps: the epoch of the offer the live assignee claimed (unset while the step is only offered). */
+  claimedFrom?: number;
   /** 0 until first assigned; +1 on every (re-)assignment. */
   epoch: number;
   /** Epoch ms when the live lease runs out. */
@@ -157,6 +159,11 @@ export interface AgentRecord {
   verifiedAccredit: string[];
   /** Claimed but not confirmed: never trusted by the planner. */
   unverifiedAccredit: string[];
+  /**
+   * Pools the résumé lists that the identity's groups confirm (`pool-<name>` on AWS, the local
+   * CA's pools file locally). Only these pools' offers may be claimed. Absent on older records.
+   */
+  verifiedPools?: string[];
   /** The newest connection event handled (core/presence.ts); older ones change nothing. */
   presence?: PresenceMark;
   updatedAt: number;

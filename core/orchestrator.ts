@@ -25,9 +25,9 @@ import { planTask } from './planner';
 import type { PlanOutcome } from './plan-types';
 import type { Clock, Fencer, Publisher, Registry, TaskStore, Timer } from './ports';
 import type { InboundMessage } from './rule-event';
-import { CancelRequest, Progress, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
+import { CancelRequest, Claim, Progress, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
-  acceptOutput, allEligibleAnswered, awaitableBidders, cancelTask, checkRequest, clearRetained, closeWindowAt, createTask, dueEvents,
+  acceptOutput, allEligibleAnswered, awaitableBidders, cancelTask, checkRequest, claimStep, clearRetained, closeWindowAt, createTask, dueEvents,
   earliestWindowClose, eligibleAgentsFor, expireDeadline,
   expireLease, markPublished, reassignAgentSteps, recordPlan, rejectionMessages, retryDispatch, timerDueAt, timersBetween,
   type Decision, type DispatchContext, type MachineContext,
@@ -260,6 +260,37 @@ export class Orchestrator {
     const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, tokenMatches, ctx, agentId));
     if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
     if (decision.kind === 'rejected') return this.refuse(msg, decision.error, agentId, about);
+    return outcomeOf(decision);
+  }
+
+  /**
+   * `{root}/{taskId}/claim/{stepId}/{agentId}` (planner): a pool member claims an offered step.
+   * The first valid claim turns the offer into a fenced assignment to the claimant; a later or
+   * ineligible claim is refused on the claimant's `agents/{id}/errors` (core/task-machine.ts
+   * `claimStep`).
+   */
+  async onClaim(msg: InboundMessage): Promise<HandleOutcome> {
+    const parsed = this.parse(msg, 'task-claim');
+    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
+    const { taskId, stepId, agentId } = parsed;
+    const about = { topic: msg.topic, taskId, stepId };
+    const spoofed = senderMismatch(msg, agentId);
+    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
+    let claim: Claim;
+    try {
+      claim = decodePayload(Claim, msg.payload, 'claim');
+    } catch (err) {
+      return this.refuse(msg, asPorchlightError(err), agentId, about);
+    }
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
+    const agent = await this.deps.registry.get(agentId);
+    const decision = await this.mutateWithCandidates(taskId, (t, ctx) => claimStep(t, stepId, claim, agentId, agent, ctx));
+    if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
+    if (decision.kind === 'rejected') return this.refuse(msg, decision.error, decision.notify ?? agentId, about);
+    if (decision.kind === 'changed') this.log('info', 'pool step claimed', { taskId, stepId, agentId });
     return outcomeOf(decision);
   }
 

@@ -7,8 +7,9 @@
  * Roles:
  * - `agent`: writes its own résumé/status/telemetry and its own proposals, hands in outputs and
  *   progress on topics ending in its own id (read by the orchestrator alone), reads calls for
- *   bids, its own assignments, pools, the agent-facing task status and its own errors. It may not
- *   read anybody else's assignments, nor anything on a client's tree.
+ *   bids, its own assignments, the agent-facing task status and its own errors. It may not read
+ *   anybody else's assignments, nor anything on a client's tree. Pools are membership: only a
+ *   pool's members read its offers and claim them ({@link poolGrant}).
  * - `client`: a tenant. Submits and cancels on its own tree (`clients/{self}/…`, read by the
  *   orchestrator alone) and reads only its own tasks' status, result, outputs and progress there,
  *   its own errors, and the agents' résumés and status.
@@ -124,8 +125,8 @@ function rootStatements(role: Role, root: string): PolicyStatement[] {
         allow(['publish'], [`${root}/+/proposal/${SELF}`], `an agent bids only under its own name (${root})`),
         allow(['publish'], [`${root}/+/output/+/${SELF}`, `${root}/+/progress/+/${SELF}`],
           `an agent hands in outputs and progress only under its own name, to the orchestrator alone; the fencing token proves it is the assignee (${root})`),
-        allow(READ, [`${root}/+/request`, `${root}/+/assign/${SELF}`, `${root}/+/pool/+`, `$share/+/${root}/+/pool/+`, `${root}/+/status`],
-          `an agent reads calls for bids, its own assignments (never another agent's), pool steps and task state for cancellation (${root})`),
+        allow(READ, [`${root}/+/request`, `${root}/+/assign/${SELF}`, `${root}/+/status`],
+          `an agent reads calls for bids, its own assignments (never another agent's) and task state for cancellation (${root})`),
       ];
     case 'client':
       return [
@@ -138,7 +139,7 @@ function rootStatements(role: Role, root: string): PolicyStatement[] {
           `only the orchestrator calls for bids, assigns steps and publishes the agents' task status (${root})`),
         allow(['publish'], [`${anyClient}/status`, `${anyClient}/result`, `${anyClient}/output/+`, `${anyClient}/progress/+`],
           `only the orchestrator writes what clients read: status, results, accepted outputs and the live assignee's progress (${root})`),
-        allow(READ, [`${anyClient}/request`, `${anyClient}/cancel`, `${root}/+/proposal/+`, `${root}/+/output/+/+`, `${root}/+/progress/+/+`],
+        allow(READ, [`${anyClient}/request`, `${anyClient}/cancel`, `${root}/+/proposal/+`, `${root}/+/claim/+/+`, `${root}/+/output/+/+`, `${root}/+/progress/+/+`],
           `the orchestrator consumes what clients and agents send (${root})`),
       ];
     case 'observer':
@@ -159,6 +160,44 @@ export function accreditationGrant(role: Role, accreditation: string): PolicySta
   assertRole(role);
   if (role === 'orchestrator') return [];
   return rootsForAccreditation(accreditation).flatMap((root) => rootStatements(role, root));
+}
+
+/** The prefix of the IoT thing group whose members form a pool: `pool-<name>`. */
+export const POOL_GROUP_PREFIX = 'pool-';
+
+/** The IoT thing group whose members form `pool`, e.g. `pool-render`. */
+export function poolGroupName(pool: string): string {
+  return `${POOL_GROUP_PREFIX}${validateId('pool', pool)}`;
+}
+
+/**
+ * The IoT thing group whose members may read `pool`'s offers under the roots `accreditation`
+ * unlocks, e.g. `accredit-gdpr-pool-render`. IoT policies cannot test group membership, so the
+ * rights that need both (a pool member holding the accreditation) are a group of their own; its
+ * members belong in `pool-<name>` and `accredit-<label>` too.
+ */
+export function poolAccreditationGroupName(pool: string, accreditation: string): string {
+  return `${accreditationGroupName(accreditation)}-${poolGroupName(pool)}`;
+}
+
+/** A pool member's rights under one task root: read the pool's offers (plain or shared) and claim them under its own id. */
+function poolRootStatements(pool: string, root: string): PolicyStatement[] {
+  return [
+    allow(READ, [`${root}/+/pool/${pool}`, `$share/${pool}/${root}/+/pool/${pool}`], `a member of pool ${pool} reads its offers, and only members do (${root})`),
+    allow(['publish'], [`${root}/+/claim/+/${SELF}`], `a pool member claims an offered step under its own name, to the orchestrator alone (${root})`),
+  ];
+}
+
+/**
+ * The statements membership of `pool` adds to a role: for an agent, reading the pool's offers
+ * and claiming them, under `tasks/` and every root its accreditations unlock (so a pool step of a
+ * sensitive data class reaches only members that may see that class). Empty for other roles.
+ */
+export function poolGrant(role: Role, pool: string, accreditations: readonly string[] = []): PolicyStatement[] {
+  assertRole(role);
+  validateId('pool', pool);
+  if (role !== 'agent') return [];
+  return taskRootsFor(role, accreditations).flatMap((root) => poolRootStatements(pool, root));
 }
 
 /** The task topic roots a role reaches with the given accreditations. */
@@ -474,6 +513,24 @@ export function renderIotAccreditationPolicies(
   return renderParts(groups, opts, opts.maxChars ?? IOT_POLICY_MAX_CHARS);
 }
 
+/**
+ * The policy documents attached to a pool's thing group (`pool-<name>`): an agent member's
+ * {@link poolGrant} on `tasks/`, conditioned on the agent thing type. With `accreditation`, the
+ * documents of the group `accredit-<label>-pool-<name>` instead: the same rights on the roots the
+ * accreditation unlocks ({@link poolAccreditationGroupName}).
+ */
+export function renderIotPoolPolicies(
+  pool: string,
+  opts: IotRenderOptions & { readonly namePrefix?: string; readonly maxChars?: number; readonly accreditation?: string },
+): IotPolicyDocument[] {
+  validateId('pool', pool);
+  const roots = opts.accreditation === undefined ? [DEFAULT_TASK_ROOT] : rootsForAccreditation(opts.accreditation);
+  if (roots.length === 0) throw new InvalidIdError(`accreditation ${JSON.stringify(opts.accreditation)} unlocks no data class; known: ${grantingAccreditations().join(', ')}`);
+  const statements = roots.flatMap((root) => poolRootStatements(pool, root));
+  const condition = { StringEquals: { [THING_TYPE_VARIABLE]: roleThingTypeName('agent', opts.namePrefix) } };
+  return renderParts([{ statements, condition }], opts, opts.maxChars ?? IOT_POLICY_MAX_CHARS);
+}
+
 /** Size of a policy document as AWS IoT counts it (JSON without whitespace). */
 export function iotPolicySize(doc: IotPolicyDocument): number {
   return JSON.stringify(doc).length;
@@ -488,6 +545,8 @@ export interface AclIdentity {
   readonly id: string;
   readonly role: Role;
   readonly accreditations: readonly string[];
+  /** Pools the identity is a member of (agents only). @default [] */
+  readonly pools?: readonly string[];
 }
 
 type AclAccess = 'read' | 'write' | 'readwrite';
@@ -559,12 +618,19 @@ export function renderMosquittoAcl(opts: { readonly identities: readonly AclIden
     if (seen.has(id)) throw new InvalidIdError(`identity ${JSON.stringify(id)} is listed twice`);
     seen.add(id);
     const accreditations = identity.accreditations.map(validateAccreditation);
+    const pools = (identity.pools ?? []).map((p) => validateId('pool', p));
+    if (pools.length > 0 && identity.role !== 'agent') throw new InvalidIdError(`identity ${JSON.stringify(id)} is a ${identity.role}; only agents can be pool members`);
     const patterned = aclLines(agentSelf, id);
-    lines.push('', `# ${id}: ${identity.role}${accreditations.length > 0 ? `, accredited ${accreditations.join(', ')}` : ''}`, `user ${id}`);
+    const about = [
+      ...(accreditations.length > 0 ? [`accredited ${accreditations.join(', ')}`] : []),
+      ...(pools.length > 0 ? [`in pool ${pools.join(', ')}`] : []),
+    ];
+    lines.push('', `# ${id}: ${[identity.role, ...about].join(', ')}`, `user ${id}`);
     if (identity.role !== 'agent') {
       for (const topic of patterned.keys()) lines.push(`topic deny ${topic}`);
     }
-    for (const [topic, access] of aclLines(roleStatements(identity.role, accreditations), id)) {
+    const statements = [...roleStatements(identity.role, accreditations), ...pools.flatMap((p) => poolGrant(identity.role, p, accreditations))];
+    for (const [topic, access] of aclLines(statements, id)) {
       if (identity.role === 'agent' && patterned.get(topic) === access) continue;
       lines.push(`topic ${access} ${topic}`);
     }

@@ -55,7 +55,8 @@ export interface TaskStore {
 /** The agent registry of record (IoT Core does not deliver retained messages to wildcard subscribers). */
 export interface Registry {
   /** Stores the résumé and re-indexes the agent's skills. */
-  putResume(agentId: string, resume: Resume, verified: { verified: string[]; unverified: string[] }, at: number): Promise<AgentRecord>;
+  /** `verified.pools`: the résumé's pools the identity's groups confirm (stored as `verifiedPools`). */
+  putResume(agentId: string, resume: Resume, verified: ResumeVerification, at: number): Promise<AgentRecord>;
   /** Records a status; returns the updated record, or undefined for an agent with no résumé yet. */
   setStatus(agentId: string, status: AgentStatus, at: number): Promise<AgentRecord | undefined>;
   recordTelemetry(agentId: string, telemetry: Telemetry, at: number): Promise<AgentRecord | undefined>;
@@ -72,8 +73,21 @@ export interface Registry {
   list(): Promise<AgentRecord[]>;
 }
 
-/** Confirms accreditations against the identity system (IoT thing groups; locally, the CA's groups file). */
+/** What the identity system confirmed of a résumé's claims. */
+export interface ResumeVerification {
+  readonly verified: string[];
+  readonly unverified: string[];
+  /** Pools listed in the résumé that the identity is a member of. @default [] */
+  readonly pools?: string[];
+}
+
+/**
+ * Confirms accreditations and pool memberships against the identity system (IoT thing groups
+ * `accredit-<label>` and `pool-<name>`; locally, the CA's accreditations and pools files).
+ */
 export interface AccreditationVerifier {
   /** The accreditations `agentId`'s identity actually holds. */
   accreditationsOf(agentId: string): Promise<string[]>;
+  /** The pools `agentId`'s identity is a member of. */
+  poolsOf(agentId: string): Promise<string[]>;
 }

@@ -58,7 +58,7 @@ export const PUBLICATIONS: Readonly<Record<PublicationKind, Publication>> = {
   'task-request': entry('task-request', false, perRoot((id, root) => topics.taskRequest(id, root)), 'the call for bids, published once intake validated a request'),
   'task-status': entry('task-status', true, perRoot((id, root) => topics.taskStatus(id, root)), "the agents' slim task status; an empty payload clears it after retention"),
   'task-assign': entry('task-assign', false, perRoot((id, root) => topics.taskAssign(id, id, root)), 'a step assigned to one agent'),
-  'task-pool': entry('task-pool', false, perRoot((id, root) => topics.taskPool(id, id, root)), 'a step offered to a pool'),
+  'task-pool': entry('task-pool', false, perRoot((id, root) => topics.taskPool(id, id, root)), "a step offered to a pool's members (no token, no inputs)"),
   'client-status': entry('client-status', true, perRoot((id, root) => topics.clientStatus(id, id, root)), "the owner's task snapshot; an empty payload clears it after retention"),
   'client-result': entry('client-result', true, perRoot((id, root) => topics.clientResult(id, id, root)), 'the final result (or a rejection); an empty payload clears it after retention'),
   'client-output': entry('client-output', true, perRoot((id, root) => topics.clientOutput(id, id, id, root)), 'an accepted step output republished for the owner; cleared after retention'),
@@ -83,6 +83,8 @@ export const ENTRY_POINT_PUBLICATIONS = {
   'orchestrator.onRequest': [...OUTBOX, ...NOTICE],
   'orchestrator.onProposal': [...OUTBOX, ...NOTICE],
   'orchestrator.onOutput': [...OUTBOX, ...NOTICE],
+  /** A won claim assigns the step to the claimant; a refused one is told on the claimant's errors topic. */
+  'orchestrator.onClaim': [...OUTBOX, ...NOTICE],
   /** Relays the live assignee's progress; nothing stored, no outbox. */
   'orchestrator.onProgress': ['client-progress', ...NOTICE],
   'orchestrator.onCancel': [...OUTBOX, ...NOTICE],

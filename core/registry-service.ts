@@ -3,8 +3,8 @@
  * what agents publish (résumé, status, telemetry) and with IoT Core lifecycle events, and hands
  * agents that left to the orchestrator so their steps are re-assigned (ARCHITECTURE §4–5).
  *
- * Accreditations claimed in a résumé are checked against the identity system; unconfirmed claims
- * are kept apart (the planner and matcher never trust them) and reported to the agent.
+ * Accreditations and pools claimed in a résumé are checked against the identity system; unconfirmed
+ * claims are kept apart (the planner, matcher and pool claims never trust them) and reported to the agent.
  */
 import { z } from 'zod';
 import { NotAuthorizedError, PorchlightError, ValidationError, InvalidStateError } from './errors';
@@ -83,6 +83,10 @@ export class RegistryService {
     const claimed = [...new Set(resume.accredit)];
     const verified = claimed.filter((a) => held.has(a));
     const unverified = claimed.filter((a) => !held.has(a));
+    const claimedPools = [...new Set(resume.pools ?? [])];
+    const memberOf = new Set(claimedPools.length > 0 ? await this.deps.verifier.poolsOf(agentId) : []);
+    const pools = claimedPools.filter((p) => memberOf.has(p));
+    const notMember = claimedPools.filter((p) => !memberOf.has(p));
 
     const existing = await this.deps.registry.get(agentId);
     if (
@@ -90,21 +94,29 @@ export class RegistryService {
       && canonicalJson(existing.resume) === canonicalJson(resume)
       && canonicalJson(existing.verifiedAccredit) === canonicalJson(verified)
       && canonicalJson(existing.unverifiedAccredit) === canonicalJson(unverified)
+      && canonicalJson(existing.verifiedPools ?? []) === canonicalJson(pools)
     ) {
       return { status: 'duplicate', detail: `résumé of ${agentId} unchanged` };
     }
-    await this.deps.registry.putResume(agentId, resume, { verified, unverified }, this.now());
-    this.log('info', 'résumé stored', { agentId, skills: resume.skills, verified, unverified });
+    await this.deps.registry.putResume(agentId, resume, { verified, unverified, pools }, this.now());
+    this.log('info', 'résumé stored', { agentId, skills: resume.skills, verified, unverified, pools, notMember });
     if (unverified.length > 0) {
       const error = new NotAuthorizedError(
         `accreditation claim(s) ${unverified.join(', ')} of agent ${agentId} are not confirmed by its identity; they are ignored until they are`,
       );
       await notifyAgent(this.deps, agentId, error, { topic: msg.topic });
     }
-    return {
-      status: 'accepted',
-      detail: `résumé of ${agentId} stored${unverified.length > 0 ? `; unverified accreditations dropped: ${unverified.join(', ')}` : ''}`,
-    };
+    if (notMember.length > 0) {
+      const error = new NotAuthorizedError(
+        `pool(s) ${notMember.join(', ')} listed by agent ${agentId} are not confirmed by its identity; it cannot claim their steps until they are`,
+      );
+      await notifyAgent(this.deps, agentId, error, { topic: msg.topic });
+    }
+    const dropped = [
+      ...(unverified.length > 0 ? [`unverified accreditations dropped: ${unverified.join(', ')}`] : []),
+      ...(notMember.length > 0 ? [`unconfirmed pools dropped: ${notMember.join(', ')}`] : []),
+    ];
+    return { status: 'accepted', detail: `résumé of ${agentId} stored${dropped.map((d) => `; ${d}`).join('')}` };
   }
 
   /**

@@ -201,7 +201,7 @@ export function isDecline(p: Proposal): p is Decline {
   return 'decline' in p && p.decline === true;
 }
 
-/** `tasks/{taskId}/assign/{agentId}` or `…/pool/{pool}`: one step for one agent. */
+/** `{root}/{taskId}/assign/{agentId}`: one step for one agent (a pool step once its claimant won it). */
 export const Assignment = z.object({
   v: version,
   taskId: Id,
@@ -220,11 +220,50 @@ export const Assignment = z.object({
   /** The lease: the assignee must answer within this long or the step is re-assigned. */
   leaseMs: z.number().int().positive(),
   taskRoot: z.string().min(1).max(64).optional(),
-  /** The assignee; its output and progress go to topics ending in this id. Absent on a pool step. */
+  /** The assignee; its output and progress go to topics ending in this id. */
   agentId: Id.optional(),
   traceparent: z.string().max(128).optional(),
 });
 export type Assignment = z.infer<typeof Assignment>;
+
+/**
+ * `{root}/{taskId}/pool/{pool}`: a step offered to a pool. It carries no fencing token and no
+ * inputs: a member claims it (see {@link Claim}) and the winner gets a normal fenced
+ * {@link Assignment}, with the inputs, on its own `assign/{agentId}` topic.
+ */
+export const PoolOffer = z.object({
+  v: version,
+  taskId: Id,
+  stepId: Id,
+  pool: Id,
+  /** The step's epoch for this offer; a claim must echo it. A re-offer raises it. */
+  epoch: z.number().int().positive(),
+  skill: SkillName,
+  goal: z.string().max(4000),
+  /** Names of the artifacts the step consumes (their values come with the assignment). */
+  consumes: z.array(ArtifactName).max(32),
+  produces: z.array(ArtifactName).min(1).max(32),
+  /** Step deadline. */
+  deadline: Timestamp,
+  /** How long the offer stands: unclaimed after this, it is offered again (or the task fails). */
+  claimWithinMs: z.number().int().positive(),
+  taskRoot: z.string().min(1).max(64).optional(),
+  traceparent: z.string().max(128).optional(),
+});
+export type PoolOffer = z.infer<typeof PoolOffer>;
+
+/**
+ * `{root}/{taskId}/claim/{stepId}/{agentId}`: a pool member asks for an offered step. Only the
+ * orchestrator reads it; the first valid claim of an offer wins.
+ */
+export const Claim = z.object({
+  v: version,
+  taskId: Id,
+  stepId: Id,
+  /** The epoch of the offer being claimed. */
+  epoch: z.number().int().positive(),
+});
+export type Claim = z.infer<typeof Claim>;
 
 /** Usage reported with an output. */
 export const Usage = z.object({

@@ -13,13 +13,14 @@
  * token is checked by the orchestrator before the transition runs.
  */
 import { DATA_CLASSES, isSensitiveDataClass, requiredAccreditations, taskRootFor } from './data-classes';
-import { FencingError, InvalidStateError, NotAuthorizedError, ValidationError, type ErrorCode, type PorchlightError } from './errors';
+import { AlreadyClaimedError, FencingError, InvalidStateError, NotAuthorizedError, ValidationError, type ErrorCode, type PorchlightError } from './errors';
 import { isTerminal, type AgentRecord, type MatchAudit, type OutboundMessage, type StepRecord, type SupersededEpoch, type TaskRecord, type TimerEvent } from './model';
 import { enqueue } from './outbox';
 import type { OrchestratorConfig } from './orchestrator';
+import { claimIneligibility } from './matching';
 import type { PlanOutcome, PlannedStep, RankAgents } from './plan-types';
 import {
-  SCHEMA_VERSION, type Artifacts, type Assignment, type RejectNotice, type StatusStep, type StepOutput, type TaskRequest,
+  SCHEMA_VERSION, type Artifacts, type Assignment, type Claim, type PoolOffer, type RejectNotice, type StatusStep, type StepOutput, type TaskRequest,
   type TaskResult, type TaskStatus, type Usage,
 } from './schemas';
 import { topics } from './topics';
@@ -333,8 +334,9 @@ export function retryDispatch(task: TaskRecord, ctx: DispatchContext): Decision 
  * artifacts the step declared (a missing one makes it an error output), completes the step and
  * dispatches what became ready, or finishes the task once every wanted artifact exists. An error
  * output re-assigns the step or, at the attempt limit or when not retryable, fails the task.
- * `sender` is the publisher's client id where the broker tells it (IoT Core's `clientid()`); it
- * must then be the assignee (pool steps have none to compare with).
+ * `sender` is the identity that handed the output in (the id its topic ends in, which the broker
+ * lets only that identity publish); it must be the assignee. A pool step accepts outputs only
+ * once claimed, and then only from its claimant.
  */
 export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutput, tokenMatches: boolean, ctx: DispatchContext, sender?: string): Decision {
   const step = task.steps[stepId];
@@ -363,6 +365,13 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
       kind: 'rejected',
       error: new FencingError('stale-epoch', `${about} carries epoch ${output.epoch}, which ${why}; the live epoch is ${step.epoch}`),
       ...notifyFor(step, output.epoch),
+    };
+  }
+  if (isOpenOffer(step)) {
+    return {
+      kind: 'rejected',
+      error: new NotAuthorizedError(`${about}: epoch ${output.epoch} is an offer to pool ${step.pool ?? '?'} that nobody has claimed; claim it first`),
+      ...(sender !== undefined ? { notify: sender } : {}),
     };
   }
   if (!tokenMatches) {
@@ -402,6 +411,57 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pool claims
+
+/**
+ * A pool member claims an offered step. The first valid claim of the live offer wins: the step
+ * becomes a normal fenced assignment to the claimant (a new epoch and token on its own
+ * `assign/{agentId}` topic, a fresh lease), whose outputs alone are then accepted. The winner's
+ * claim delivered again is a duplicate; anyone else's claim of that offer is refused with
+ * `already-claimed`, and a claim of an offer that was superseded or never made with `stale-epoch`.
+ *
+ * `agent` is the claimant's registry record: it must be a verified member of the step's pool
+ * (its résumé lists the pool and its identity's groups confirm it) and pass the step's static
+ * constraints (skill, region, data classes, verified accreditations), and it must not be an agent
+ * that failed the step before (one that lost it by going away may claim it again).
+ */
+export function claimStep(task: TaskRecord, stepId: string, claim: Claim, claimant: string, agent: AgentRecord | undefined, ctx: DispatchContext): Decision {
+  const step = task.steps[stepId];
+  const about = `claim of ${claimant} for step ${stepId} of task ${task.taskId}`;
+  const refuse = (error: PorchlightError): Decision => ({ kind: 'rejected', error, notify: claimant });
+  if (claim.taskId !== task.taskId || claim.stepId !== stepId) {
+    return refuse(new ValidationError('invalid-payload', `${about} names task ${claim.taskId} step ${claim.stepId} in its payload`));
+  }
+  if (!step) return refuse(new InvalidStateError(`task ${task.taskId} has no step ${stepId}`));
+  if (step.pool === undefined) return refuse(new InvalidStateError(`step ${stepId} of task ${task.taskId} is not offered to a pool; it cannot be claimed`));
+  if (step.agentId === claimant && step.claimedFrom === claim.epoch) {
+    return { kind: 'unchanged', outcome: 'duplicate', detail: `${claimant} already holds step ${stepId} from offer ${claim.epoch}` };
+  }
+  if (isTerminal(task.state)) return refuse(new InvalidStateError(`task ${task.taskId} is ${task.state}; ${about} is not needed`));
+  if (claim.epoch > step.epoch) return refuse(new FencingError('stale-epoch', `${about} names offer ${claim.epoch}, which was never made; the live epoch is ${step.epoch}`));
+  if (step.claimedFrom === claim.epoch && step.agentId !== undefined) {
+    return refuse(new AlreadyClaimedError(`offer ${claim.epoch} of step ${stepId} of task ${task.taskId} was already claimed by another member of pool ${step.pool}`));
+  }
+  if (claim.epoch < step.epoch || !isOpenOffer(step)) {
+    return refuse(new FencingError('stale-epoch', `${about} names offer ${claim.epoch}, which is no longer open (the step is ${step.state} at epoch ${step.epoch})`));
+  }
+  if (agent === undefined) return refuse(new NotAuthorizedError(`${about}: ${claimant} has no résumé in the registry`));
+  if (!(agent.verifiedPools ?? []).includes(step.pool)) {
+    return refuse(new NotAuthorizedError(`${about}: ${claimant} is not a verified member of pool ${step.pool} (its résumé must list the pool and its identity must be in the pool's group)`));
+  }
+  const failedIt = (step.superseded ?? []).some((x) => x.agentId === claimant && x.cause !== 'agent-gone');
+  if (failedIt) return refuse(new NotAuthorizedError(`${about}: ${claimant} failed this step before and may not run it again`));
+  const ineligible = claimIneligibility(step, agent, task.request.constraints);
+  if (ineligible !== undefined) return refuse(new NotAuthorizedError(`${about}: ${ineligible}`));
+
+  const t = draft(task);
+  const s = t.steps[stepId]!;
+  s.claimedFrom = claim.epoch;
+  assignTo(t, s, claimant, ctx);
+  return commit(t, task, ctx, `step ${stepId} claimed by ${claimant} from pool ${step.pool}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Failures, timers, cancellation
 
 /**
@@ -419,8 +479,10 @@ export function expireLease(task: TaskRecord, stepId: string, epoch: number, ctx
     return { kind: 'unchanged', outcome: 'ignored', detail: `lease of step ${stepId} epoch ${epoch} has not run out` };
   }
   const t = draft(task);
-  const who = step.agentId !== undefined ? `agent ${step.agentId}` : `pool ${step.pool ?? '?'}`;
-  failStepIn(t, t.steps[stepId]!, 'lease-expired', { code: 'lease-expired', message: `${who} did not answer step ${stepId} within ${ctx.config.leaseMs} ms` }, true, ctx);
+  const message = step.agentId !== undefined
+    ? `agent ${step.agentId} did not answer step ${stepId} within ${ctx.config.leaseMs} ms`
+    : `no member of pool ${step.pool ?? '?'} claimed step ${stepId} within ${ctx.config.leaseMs} ms`;
+  failStepIn(t, t.steps[stepId]!, 'lease-expired', { code: 'lease-expired', message }, true, ctx);
   return commit(t, task, ctx, `lease of step ${stepId} epoch ${epoch} expired`);
 }
 
@@ -703,8 +765,12 @@ function advance(t: TaskRecord, ctx: DispatchContext): void {
 }
 
 function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
+  if (s.pool !== undefined) {
+    offerIn(t, s, s.pool, ctx);
+    return;
+  }
   let agentId: string | undefined;
-  if (s.pool === undefined) {
+  {
     const candidates = ctx.candidates.get(s.skill) ?? [];
     let audit = ctx.rank(s, candidates, { constraints: t.request.constraints, exclude: [...s.excluded], now: ctx.now });
     if (audit.chosen === undefined && s.excluded.length > 0) {
@@ -725,27 +791,66 @@ function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
   }
   delete s.waitingSince;
   delete s.dispatchRetryAt;
-  s.epoch += 1;
   s.attempts += 1;
+  assignTo(t, s, agentId, ctx);
+}
+
+/**
+ * Starts a new fenced epoch of `s` held by `agentId` (a new lease; the token is derived from the
+ * epoch as the assignment is published) and queues the assignment on the agent's own topic. Used
+ * by dispatch and by a won pool claim.
+ */
+function assignTo(t: TaskRecord, s: StepRecord, agentId: string, ctx: DispatchContext): void {
+  s.epoch += 1;
   s.state = 'assigned';
   s.leaseExpiresAt = ctx.now + ctx.config.leaseMs;
-  if (agentId !== undefined) s.agentId = agentId;
-  else delete s.agentId;
+  s.agentId = agentId;
   const deadlineAt = t.deadlineAt ?? ctx.now + ctx.config.defaultDeadlineMs;
   const inputs: Artifacts = {};
   for (const name of s.consumes) inputs[name] = t.artifacts[name] ?? null;
   // Without its token: the publisher fills it in (OutboundMessage.fence), so no stored copy holds it.
   const assignment: Omit<Assignment, 'token'> = {
     v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, epoch: s.epoch, skill: s.skill, goal: t.request.goal,
-    inputs, produces: [...s.produces], deadline: iso(deadlineAt), leaseMs: ctx.config.leaseMs, taskRoot: t.taskRoot,
-    ...(agentId !== undefined ? { agentId } : {}),
+    inputs, produces: [...s.produces], deadline: iso(deadlineAt), leaseMs: ctx.config.leaseMs, taskRoot: t.taskRoot, agentId,
     ...(t.request.traceparent !== undefined ? { traceparent: t.request.traceparent } : {}),
   };
-  const topic = s.pool !== undefined ? topics.taskPool(t.taskId, s.pool, t.taskRoot) : topics.taskAssign(t.taskId, agentId!, t.taskRoot);
   t.outbox = enqueue(t.outbox, {
-    topic, payload: assignment, qos: 1, retain: false, messageExpirySec: Math.max(1, Math.ceil((deadlineAt - ctx.now) / 1000)),
+    topic: topics.taskAssign(t.taskId, agentId, t.taskRoot), payload: assignment, qos: 1, retain: false,
+    messageExpirySec: Math.max(1, Math.ceil((deadlineAt - ctx.now) / 1000)),
     fence: { taskId: t.taskId, stepId: s.id, epoch: s.epoch },
   });
+}
+
+/**
+ * Offers `s` to `pool`: a new epoch with no token and no assignee, standing for one lease. The
+ * offer carries no inputs and no token; whoever claims it first (see {@link claimStep}) gets a
+ * fenced assignment. Unclaimed at the end of the lease, it is offered again like a lapsed
+ * assignment, up to `maxAttempts`.
+ */
+function offerIn(t: TaskRecord, s: StepRecord, pool: string, ctx: DispatchContext): void {
+  delete s.waitingSince;
+  delete s.dispatchRetryAt;
+  delete s.agentId;
+  delete s.claimedFrom;
+  s.epoch += 1;
+  s.attempts += 1;
+  s.state = 'assigned';
+  s.leaseExpiresAt = ctx.now + ctx.config.leaseMs;
+  const deadlineAt = t.deadlineAt ?? ctx.now + ctx.config.defaultDeadlineMs;
+  const offer: PoolOffer = {
+    v: SCHEMA_VERSION, taskId: t.taskId, stepId: s.id, pool, epoch: s.epoch, skill: s.skill, goal: t.request.goal,
+    consumes: [...s.consumes], produces: [...s.produces], deadline: iso(deadlineAt), claimWithinMs: ctx.config.leaseMs, taskRoot: t.taskRoot,
+    ...(t.request.traceparent !== undefined ? { traceparent: t.request.traceparent } : {}),
+  };
+  t.outbox = enqueue(t.outbox, {
+    topic: topics.taskPool(t.taskId, pool, t.taskRoot), payload: offer, qos: 1, retain: false,
+    messageExpirySec: Math.max(1, Math.ceil((Math.min(deadlineAt, s.leaseExpiresAt) - ctx.now) / 1000)),
+  });
+}
+
+/** True while a pool step's live epoch is an offer nobody has claimed. */
+function isOpenOffer(s: StepRecord): boolean {
+  return s.pool !== undefined && s.state === 'assigned' && s.agentId === undefined;
 }
 
 /**

@@ -62,8 +62,8 @@ export const CLIENTS_ROOT = 'clients';
  *   status, result, outputs and progress the orchestrator republishes there. Nobody else's
  *   client id can be spliced in: the broker grants each client its own id only.
  * - the **agent tree** `{root}/{taskId}/…`: the call for bids, proposals, assignments, pool
- *   steps and the agent-facing status are here; agents hand outputs and progress in on topics
- *   ending in their own id, which only the orchestrator reads.
+ *   offers and the agent-facing status are here; agents hand claims, outputs and progress in on
+ *   topics ending in their own id, which only the orchestrator reads.
  */
 export const topics = {
   agentResume: (agentId: string) => `agents/${validateId('agentId', agentId)}/resume`,
@@ -76,8 +76,12 @@ export const topics = {
     `${root(taskRoot)}/${validateId('taskId', taskId)}/proposal/${validateId('agentId', agentId)}`,
   taskAssign: (taskId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `${root(taskRoot)}/${validateId('taskId', taskId)}/assign/${validateId('agentId', agentId)}`,
+  /** A step offered to a pool (no fencing token, no inputs): only the pool's members read it. */
   taskPool: (taskId: string, pool: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `${root(taskRoot)}/${validateId('taskId', taskId)}/pool/${validateId('pool', pool)}`,
+  /** A pool member claims an offered step (read by the orchestrator only; the first valid claim wins). */
+  taskClaim: (taskId: string, stepId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
+    `${root(taskRoot)}/${validateId('taskId', taskId)}/claim/${validateId('stepId', stepId)}/${validateId('agentId', agentId)}`,
   /** An agent hands in a step's progress (read by the orchestrator only). */
   taskProgress: (taskId: string, stepId: string, agentId: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `${root(taskRoot)}/${validateId('taskId', taskId)}/progress/${validateId('stepId', stepId)}/${validateId('agentId', agentId)}`,
@@ -118,6 +122,8 @@ export const filters = {
   proposals: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/proposal/+`,
   /** Outputs handed in by agents (orchestrator). */
   outputs: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/output/+/+`,
+  /** Claims of pool steps handed in by agents (orchestrator). */
+  claims: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/claim/+/+`,
   /** Progress handed in by agents (orchestrator). */
   progress: (taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/progress/+/+`,
   /** Every client's submissions (orchestrator). */
@@ -130,7 +136,9 @@ export const filters = {
   clientTasks: (clientId: string, taskRoot = DEFAULT_TASK_ROOT) => `${CLIENTS_ROOT}/${validateId('clientId', clientId)}/${root(taskRoot)}/#`,
   /** An agent's own assignments across all tasks. */
   assignmentsFor: (agentId: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/assign/${validateId('agentId', agentId)}`,
-  /** A pool's steps, load-balanced across the pool's members by a shared subscription. */
+  /** A pool's offers, every member receiving each one. */
+  pool: (pool: string, taskRoot = DEFAULT_TASK_ROOT) => `${root(taskRoot)}/+/pool/${validateId('pool', pool)}`,
+  /** A pool's offers, load-balanced across the pool's members by a shared subscription. */
   sharedPool: (pool: string, taskRoot = DEFAULT_TASK_ROOT) =>
     `$share/${validateId('pool', pool)}/${root(taskRoot)}/+/pool/${validateId('pool', pool)}`,
   /** IoT Core lifecycle events (AWS only). */
@@ -150,6 +158,7 @@ export type ParsedTopic =
   | { kind: 'task-pool'; taskRoot: string; taskId: string; pool: string }
   | { kind: 'task-progress'; taskRoot: string; taskId: string; stepId: string; agentId: string }
   | { kind: 'task-output'; taskRoot: string; taskId: string; stepId: string; agentId: string }
+  | { kind: 'task-claim'; taskRoot: string; taskId: string; stepId: string; agentId: string }
   | { kind: 'client-request'; clientId: string; taskRoot: string; taskId: string }
   | { kind: 'client-cancel'; clientId: string; taskRoot: string; taskId: string }
   | { kind: 'client-status'; clientId: string; taskRoot: string; taskId: string }
@@ -245,6 +254,7 @@ export function parseTopic(topic: string): ParsedTopic {
       switch (third) {
         case 'progress': return { kind: 'task-progress', taskRoot, taskId, stepId: checked('stepId', fourth, topic), agentId };
         case 'output': return { kind: 'task-output', taskRoot, taskId, stepId: checked('stepId', fourth, topic), agentId };
+        case 'claim': return { kind: 'task-claim', taskRoot, taskId, stepId: checked('stepId', fourth, topic), agentId };
         default: throw new TopicParseError(`unknown task topic "${third}" in "${topic}"`);
       }
     }

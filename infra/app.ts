@@ -13,14 +13,27 @@ export interface PorchlightStacks {
   readonly service: ServiceStack;
 }
 
+/** The `pools` context: a comma-separated string (`-c pools=render,gpu`) or a list of names. */
+export function poolsSetting(value: unknown): string[] {
+  if (value === undefined) return [];
+  const list = typeof value === 'string' ? value.split(',') : value;
+  if (!Array.isArray(list) || !list.every((p): p is string => typeof p === 'string')) throw new Error('context pools must be a comma-separated string or a list of pool names');
+  return [...new Set(list.map((p) => p.trim()).filter((p) => p !== ''))];
+}
+
 /**
  * Adds Porchlight's stacks to `app` (named `<prefix>-stateful`, `<prefix>-service`). Context
- * `alarmEmail` (`npx cdk deploy -c alarmEmail=ops@example.com`) subscribes an address to the alarms.
+ * `alarmEmail` (`npx cdk deploy -c alarmEmail=ops@example.com`) subscribes an address to the alarms;
+ * `pools` (`-c pools=render,gpu`) creates a thing group per pool (`pool-<name>`).
  */
 export function buildPorchlight(app: App, prefix = 'Porchlight'): PorchlightStacks {
   const alarmEmail: unknown = app.node.tryGetContext('alarmEmail');
   if (alarmEmail !== undefined && typeof alarmEmail !== 'string') throw new Error('context alarmEmail must be a string');
-  const stateful = new StatefulStack(app, `${prefix}-stateful`, { description: 'Porchlight: table, timer queue, IoT policies and accreditation groups' });
+  const pools = poolsSetting(app.node.tryGetContext('pools'));
+  const stateful = new StatefulStack(app, `${prefix}-stateful`, {
+    description: 'Porchlight: table, timer queue, IoT policies, accreditation and pool groups',
+    ...(pools.length > 0 ? { policies: { pools } } : {}),
+  });
   const service: ServiceStack = new ServiceStack(app, `${prefix}-service`, {
     description: 'Porchlight: orchestrator functions, IoT rules, schedule and alarms',
     tableName: stateful.tableName,

@@ -40,7 +40,7 @@ export interface LocalBroker {
    * Issues (or reuses) a certificate for `identity` with a policy role and accreditations, and
    * reloads the broker's ACL so the identity's rights apply to its next connection.
    */
-  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[]): Promise<IssuedCertificate>;
+  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[], pools?: readonly string[]): Promise<IssuedCertificate>;
   stop(): Promise<void>;
 }
 
@@ -56,9 +56,9 @@ export async function startLocalBroker(options: LocalBrokerOptions): Promise<Loc
 
   // Issuance and ACL reloads are serialised so two concurrent issues cannot reload a stale ACL last.
   let chain: Promise<unknown> = Promise.resolve();
-  const issue: LocalBroker['issue'] = (identity, kind, accreditations = []) => {
+  const issue: LocalBroker['issue'] = (identity, kind, accreditations = [], pools = []) => {
     const run = chain.then(async () => {
-      const paths = await issueCertificate(caDir, identity, { kind, accreditations });
+      const paths = await issueCertificate(caDir, identity, { kind, accreditations, pools });
       await mosquitto.reloadAcl();
       return paths;
     });

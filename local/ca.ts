@@ -7,8 +7,9 @@
  * Layout under `dir`:
  *   ca/ca.crt, ca/ca.key               the CA (10 years)
  *   certs/<identity>.crt, .key         issued certificates (2 years), keys mode 0600
- *   identities.json                    {id: {kind, accreditations}}: the local thing groups
+ *   identities.json                    {id: {kind, accreditations, pools}}: the local thing groups
  *   accreditations.json                {id: string[]}: what ACCREDITATION_FILE readers consume
+ *   pools.json                         {id: string[]}: pool memberships, read next to ACCREDITATION_FILE
  *
  * Key files stay 0600 (owner only). When the stack runs as root, Mosquitto would drop to the
  * `mosquitto` user and then fail to read them, so the broker config says `user root` instead
@@ -34,6 +35,8 @@ export const IDENTITY_KINDS: readonly IdentityKind[] = ['broker', 'orchestrator'
 export interface IdentityEntry {
   readonly kind: IdentityKind;
   readonly accreditations: readonly string[];
+  /** Pools the identity is a member of (agents only; the local `pool-<name>` thing groups). */
+  readonly pools: readonly string[];
 }
 
 /** Paths of an issued certificate, its key, and the CA that signed it. */
@@ -54,12 +57,16 @@ export interface IssueOptions {
   readonly kind: IdentityKind;
   /** Accreditation labels (e.g. `gdpr`); the local equivalent of `accredit-<label>` thing groups. @default [] */
   readonly accreditations?: readonly string[];
+  /** Pools the agent is a member of; the local equivalent of `pool-<name>` thing groups. @default [] */
+  readonly pools?: readonly string[];
 }
 
 /** The identity registry file name inside the CA directory. */
 export const IDENTITIES_FILE = 'identities.json';
 /** The accreditations file (ACCREDITATION_FILE) inside the CA directory. */
 export const ACCREDITATIONS_FILE = 'accreditations.json';
+/** The pools file inside the CA directory, next to {@link ACCREDITATIONS_FILE} (functions/adapters/accreditation-verifiers.ts reads it there). */
+export const POOLS_FILE = 'pools.json';
 
 /** Validity of issued certificates, days. */
 const LEAF_DAYS = 730;
@@ -112,6 +119,12 @@ export function validateIdentity(identity: string): string {
 export function validateAccreditations(labels: readonly string[]): string[] {
   for (const label of labels) validateAccreditation(label);
   return [...new Set(labels)].sort();
+}
+
+/** Validates pool names (they become thing-group names and ACL entries) and returns them deduplicated and sorted. */
+export function validatePools(pools: readonly string[]): string[] {
+  for (const pool of pools) validateId('pool', pool);
+  return [...new Set(pools)].sort();
 }
 
 let openssl: Promise<string> | undefined;
@@ -266,6 +279,8 @@ export async function issueCertificate(dir: string, identity: string, options: I
   if (!IDENTITY_KINDS.includes(options.kind)) throw new InvalidIdError(`identity kind ${JSON.stringify(options.kind)} is not one of ${IDENTITY_KINDS.join(', ')}`);
   const accreditations = validateAccreditations(options.accreditations ?? []);
   if (options.kind === 'broker' && accreditations.length > 0) throw new InvalidIdError('the broker certificate cannot carry accreditations');
+  const pools = validatePools(options.pools ?? []);
+  if (options.kind !== 'agent' && pools.length > 0) throw new InvalidIdError(`identity ${identity} is a ${options.kind}; only agents can be pool members`);
   await ensureCa(dir);
   return serialised(dir, () =>
     withLockFile(dir, async () => {
@@ -279,7 +294,7 @@ export async function issueCertificate(dir: string, identity: string, options: I
         await issueLeaf(dir, identity, options.kind, paths);
       }
       if (options.kind !== 'broker') {
-        await writeRegistry(dir, { ...registry, [identity]: { kind: options.kind, accreditations } });
+        await writeRegistry(dir, { ...registry, [identity]: { kind: options.kind, accreditations, pools } });
       }
       return paths;
     }),
@@ -330,14 +345,22 @@ export async function readIdentities(dir: string): Promise<Record<string, Identi
   } catch (err) {
     throw new Error(`${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${path} must hold an object {identity: {kind, accreditations}}`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${path} must hold an object {identity: {kind, accreditations, pools}}`);
   const registry: Record<string, IdentityEntry> = {};
   for (const [id, value] of Object.entries(parsed as Record<string, unknown>)) {
     const entry = value as Partial<IdentityEntry> | null;
-    if (entry === null || typeof entry !== 'object' || !IDENTITY_KINDS.includes(entry.kind as IdentityKind) || !Array.isArray(entry.accreditations)) {
-      throw new Error(`${path}: entry ${JSON.stringify(id)} must be {kind: ${IDENTITY_KINDS.join('|')}, accreditations: string[]}`);
+    if (
+      entry === null || typeof entry !== 'object' || !IDENTITY_KINDS.includes(entry.kind as IdentityKind) || !Array.isArray(entry.accreditations)
+      || (entry.pools !== undefined && !Array.isArray(entry.pools))
+    ) {
+      throw new Error(`${path}: entry ${JSON.stringify(id)} must be {kind: ${IDENTITY_KINDS.join('|')}, accreditations: string[], pools?: string[]}`);
     }
-    registry[validateIdentity(id)] = { kind: entry.kind as IdentityKind, accreditations: validateAccreditations(entry.accreditations as string[]) };
+    registry[validateIdentity(id)] = {
+      kind: entry.kind as IdentityKind,
+      accreditations: validateAccreditations(entry.accreditations as string[]),
+      // Registries written before pools existed have none.
+      pools: validatePools((entry.pools ?? []) as string[]),
+    };
   }
   return registry;
 }
@@ -345,6 +368,8 @@ export async function readIdentities(dir: string): Promise<Record<string, Identi
 async function writeRegistry(dir: string, registry: Record<string, IdentityEntry>): Promise<void> {
   const sorted = Object.fromEntries(Object.entries(registry).sort(([a], [b]) => a.localeCompare(b)));
   const accreditations = Object.fromEntries(Object.entries(sorted).map(([id, e]) => [id, [...e.accreditations]]));
+  const pools = Object.fromEntries(Object.entries(sorted).filter(([, e]) => e.pools.length > 0).map(([id, e]) => [id, [...e.pools]]));
   await writeAtomically(join(dir, IDENTITIES_FILE), `${JSON.stringify(sorted, null, 2)}\n`, 0o644);
   await writeAtomically(join(dir, ACCREDITATIONS_FILE), `${JSON.stringify(accreditations, null, 2)}\n`, 0o644);
+  await writeAtomically(join(dir, POOLS_FILE), `${JSON.stringify(pools, null, 2)}\n`, 0o644);
 }

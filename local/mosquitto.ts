@@ -176,7 +176,7 @@ export function passwordFileLine(username: string, password: string, salt: Buffe
 export function aclIdentities(registry: Readonly<Record<string, IdentityEntry>>): AclIdentity[] {
   return Object.entries(registry)
     .filter(([, entry]) => entry.kind !== 'broker')
-    .map(([id, entry]) => ({ id, role: entry.kind as AclIdentity['role'], accreditations: [...entry.accreditations] }));
+    .map(([id, entry]) => ({ id, role: entry.kind as AclIdentity['role'], accreditations: [...entry.accreditations], pools: [...entry.pools] }));
 }
 
 async function writeFileAtomically(path: string, content: string, mode: number): Promise<void> {

@@ -125,10 +125,10 @@ export interface LocalStack {
   readonly rulesEngine: RulesEngine;
   readonly invoker: FunctionInvoker;
   /**
-   * Issues (or reuses) a certificate for `identity` and reloads the broker ACL so its role and
-   * accreditations apply to its next connection.
+   * Issues (or reuses) a certificate for `identity` and reloads the broker ACL so its role,
+   * accreditations and pools apply to its next connection.
    */
-  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[]): Promise<IssuedCertificate>;
+  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[], pools?: readonly string[]): Promise<IssuedCertificate>;
   /**
    * Restarts Mosquitto in order (SIGTERM, so it saves retained messages and persistent sessions,
    * then the same port and config), after `downtimeMs` of being down. The orchestrator
@@ -296,7 +296,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       dynamo,
       rulesEngine,
       invoker: workers,
-      issue: (identity, kind, accreditations) => broker.issue(identity, kind, accreditations),
+      issue: (identity, kind, accreditations, pools) => broker.issue(identity, kind, accreditations, pools),
       restartBroker: async (downtimeMs = 0) => {
         log.warn('restarting the broker', { downtimeMs });
         await broker.mosquitto.restart(downtimeMs);

@@ -1,12 +1,13 @@
 /**
  * The agent runtime: birth (retained résumé and status, last will), bidding on requests,
- * executing assignments under fencing, cancellation, deadlines and bounded concurrency,
+ * claiming pool offers, executing assignments under fencing, cancellation, deadlines and bounded concurrency,
  * progress, telemetry and a graceful drain. It talks to the broker only through {@link MqttBus}.
  */
 import {
   Assignment,
   Artifacts,
   MAX_PAYLOAD_BYTES,
+  PoolOffer,
   Proposal,
   RejectNotice,
   SCHEMA_VERSION,
@@ -16,6 +17,7 @@ import {
   parseMessage,
   type AgentState,
   type AgentStatus,
+  type Claim,
   type Progress,
   type StepOutput,
   type Telemetry,
@@ -125,6 +127,7 @@ export class AgentRuntime implements RunningAgent {
   private readonly gate: ConcurrencyGate<Execution>;
   private readonly seenAssignments: LruSet;
   private readonly seenRequests: LruSet;
+  private readonly seenOffers: LruSet;
   private readonly progress: CoalescingThrottle<string>;
   private readonly telemetryThrottle: CoalescingThrottle<null>;
   private readonly statusThrottle: CoalescingThrottle<null>;
@@ -158,6 +161,7 @@ export class AgentRuntime implements RunningAgent {
     this.gate = new ConcurrencyGate(def.maxConcurrent, options.maxQueued ?? def.maxConcurrent, (e) => this.runExecution(e));
     this.seenAssignments = new LruSet(options.dedupeCapacity ?? 10_000);
     this.seenRequests = new LruSet(options.dedupeCapacity ?? 10_000);
+    this.seenOffers = new LruSet(options.dedupeCapacity ?? 10_000);
     this.progress = new CoalescingThrottle<string>({
       intervalMs: options.progressIntervalMs ?? 100,
       scheduler: this.scheduler,
@@ -255,7 +259,7 @@ export class AgentRuntime implements RunningAgent {
         this.onAssignment(parsed.taskId, parsed.taskRoot, message);
         return;
       case 'task-pool':
-        this.onAssignment(parsed.taskId, parsed.taskRoot, message);
+        this.fireAndLog(this.onPoolOffer(parsed.taskId, parsed.taskRoot, parsed.pool, message), 'pool offer handling failed', { topic: message.topic });
         return;
       case 'task-status':
         this.onTaskStatus(message);
@@ -310,6 +314,41 @@ export class AgentRuntime implements RunningAgent {
     }
     await this.bus.publish(topics.taskProposal(taskId, this.id, taskRoot), JSON.stringify(valid), { qos: 1 });
     this.log.info('answered request', { taskId, decline: 'decline' in valid, steps: 'steps' in valid ? valid.steps.length : 0 });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Pool offers → claims
+
+  /**
+   * A pool offer carries no token and no inputs: the agent claims it when it could run it now
+   * (online, has the skill, a free slot, before the deadline). If its claim wins, the step arrives
+   * as an ordinary assignment on `assign/{self}`; a lost claim is told on `agents/{self}/errors`.
+   */
+  private async onPoolOffer(topicTaskId: string, taskRoot: string, pool: string, message: InboundMessage): Promise<void> {
+    let offer: PoolOffer;
+    try {
+      offer = decodePayload(PoolOffer, message.payload, `pool offer on ${message.topic}`);
+    } catch (err) {
+      this.log.warn('invalid pool offer ignored', { topic: message.topic, error: errorMessage(err) });
+      return;
+    }
+    if (offer.taskId !== topicTaskId || offer.pool !== pool) {
+      this.log.warn('pool offer ignored: its task or pool does not match its topic', { topic: message.topic, taskId: offer.taskId, pool: offer.pool });
+      return;
+    }
+    const { taskId, stepId, epoch } = offer;
+    if (!this.seenOffers.add(`${taskRoot}/${taskId}/${stepId}/${epoch}`)) {
+      this.log.debug('duplicate pool offer ignored', { taskId, stepId, epoch });
+      return;
+    }
+    const pass = (reason: string): void => this.log.info('pool offer not claimed', { taskId, stepId, epoch, pool, reason });
+    if (this.state !== 'online') return pass(`agent is ${this.state}`);
+    if (!this.def.resume.skills.includes(offer.skill)) return pass(`no skill ${offer.skill}`);
+    if (Date.parse(offer.deadline) <= this.scheduler.now()) return pass(`deadline ${offer.deadline} has passed`);
+    if (this.gate.active + this.gate.queued >= this.def.maxConcurrent) return pass('no free slot');
+    const claim: Claim = { v: SCHEMA_VERSION, taskId, stepId, epoch };
+    await this.bus.publish(topics.taskClaim(taskId, stepId, this.id, taskRoot), JSON.stringify(claim), { qos: 1 });
+    this.log.info('pool offer claimed', { taskId, stepId, epoch, pool });
   }
 
   // -------------------------------------------------------------------------------------------

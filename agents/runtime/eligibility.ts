@@ -29,8 +29,8 @@ export interface PlannedSubscription {
   readonly purpose: 'requests' | 'assignments' | 'pool' | 'errors';
   readonly taskRoot?: string;
   /**
-   * False for a sensitive root: if the broker refuses it the agent still serves `tasks/` (and
-   * logs why it will not see the sensitive tree). True subscriptions failing stop the agent.
+   * False for a sensitive root and for pools: if the broker refuses it the agent still serves
+   * `tasks/` and its own assignments (and logs why). True subscriptions failing stop the agent.
    */
   readonly required: boolean;
 }
@@ -42,8 +42,10 @@ export function subscriptionPlan(agentId: string, resume: Pick<Resume, 'accredit
     const required = taskRoot === DEFAULT_TASK_ROOT;
     plan.push({ filter: filters.requests(taskRoot), purpose: 'requests', taskRoot, required });
     plan.push({ filter: filters.assignmentsFor(agentId, taskRoot), purpose: 'assignments', taskRoot, required });
+    // Optional: only the pool's members may read its offers (a pool thing group on AWS, an ACL
+    // grant locally); an agent the broker does not count as a member still serves its own assignments.
     for (const pool of resume.pools ?? []) {
-      plan.push({ filter: filters.sharedPool(pool, taskRoot), purpose: 'pool', taskRoot, required });
+      plan.push({ filter: filters.sharedPool(pool, taskRoot), purpose: 'pool', taskRoot, required: false });
     }
   }
   plan.push({ filter: topics.agentErrors(agentId), purpose: 'errors', required: true });

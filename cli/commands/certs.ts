@@ -9,7 +9,7 @@ import { ensureCa, issueCertificate, IDENTITY_KINDS, type IdentityKind } from '.
 /** Issues (or reuses) a certificate and prints where its files are. */
 export async function certsIssue(
   identity: string,
-  options: { stateDir: string; kind: string; accredit: readonly string[]; out?: (line: string) => void },
+  options: { stateDir: string; kind: string; accredit: readonly string[]; pools?: readonly string[]; out?: (line: string) => void },
 ): Promise<number> {
   const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
   const kinds = IDENTITY_KINDS.filter((k) => k !== 'broker');
@@ -19,8 +19,13 @@ export async function certsIssue(
   // The CA directory inside the state dir, as startLocalBroker lays it out.
   const caDir = join(resolve(options.stateDir), 'pki');
   await ensureCa(caDir);
-  const cert = await issueCertificate(caDir, identity, { kind: options.kind as IdentityKind, accreditations: [...options.accredit] });
-  out(`issued ${options.kind} certificate for ${identity}${options.accredit.length > 0 ? ` (accreditations: ${options.accredit.join(', ')})` : ''}
+  const pools = options.pools ?? [];
+  const cert = await issueCertificate(caDir, identity, { kind: options.kind as IdentityKind, accreditations: [...options.accredit], pools: [...pools] });
+  const about = [
+    ...(options.accredit.length > 0 ? [`accreditations: ${options.accredit.join(', ')}`] : []),
+    ...(pools.length > 0 ? [`pools: ${pools.join(', ')}`] : []),
+  ];
+  out(`issued ${options.kind} certificate for ${identity}${about.length > 0 ? ` (${about.join('; ')})` : ''}
   certificate  ${cert.certPath}
   key          ${cert.keyPath}
   CA           ${cert.caPath}`);

@@ -22,7 +22,7 @@
 import { GetCommand, PutCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { VersionConflictError } from '../../core/errors';
 import type { AgentRecord } from '../../core/model';
-import type { Registry } from '../../core/ports';
+import type { Registry, ResumeVerification } from '../../core/ports';
 import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
 import type { AgentStatus, Resume, Telemetry } from '../../core/schemas';
 import { TABLE } from '../../infra/table-definition';
@@ -66,7 +66,7 @@ export class DynamoRegistry implements Registry {
   }
 
   /** Stores the résumé and re-indexes the skills; a new agent starts `online` (it just published). */
-  async putResume(agentId: string, resume: Resume, verified: { verified: string[]; unverified: string[] }, at: number): Promise<AgentRecord> {
+  async putResume(agentId: string, resume: Resume, verified: ResumeVerification, at: number): Promise<AgentRecord> {
     const record = await this.update(agentId, (current) => ({
       ...(current ?? {}),
       agentId,
@@ -74,6 +74,7 @@ export class DynamoRegistry implements Registry {
       state: current?.state ?? 'online',
       verifiedAccredit: [...verified.verified],
       unverifiedAccredit: [...verified.unverified],
+      verifiedPools: [...(verified.pools ?? [])],
       updatedAt: at,
       version: current?.version ?? 0,
     }));

@@ -9,13 +9,17 @@ import {
   accreditableRoles,
   accreditationGroupName,
   grantingAccreditations,
+  poolAccreditationGroupName,
+  poolGroupName,
   renderIotAccreditationPolicies,
   renderIotPolicies,
+  renderIotPoolPolicies,
   roleThingTypeName,
   validateAccreditation,
   type IotPolicyDocument,
   type Role,
 } from '../../core/policy';
+import { validateId } from '../../core/topics';
 import { acknowledge, LAMBDA_BASIC_EXECUTION_FINDING } from './acknowledge';
 
 /** ARN parts at least as long as any real ones (`aws-us-gov`, `ap-southeast-2`, 12 digits), used only to size documents. */
@@ -33,6 +37,13 @@ export interface AgentPoliciesProps {
    * @default every accreditation that guards a data class (core/data-classes.ts)
    */
   readonly accreditations?: readonly string[];
+  /**
+   * Pools that get a thing group (`pool-<name>`) whose policy lets agent members read the pool's
+   * offers and claim them under `tasks/`, and for each accreditation a group
+   * `accredit-<label>-pool-<name>` with the same rights under the roots it unlocks.
+   * @default none
+   */
+  readonly pools?: readonly string[];
 }
 
 /**
@@ -42,6 +53,11 @@ export interface AgentPoliciesProps {
  * is created with; and one thing group per accreditation whose policy adds the sensitive topic
  * roots to its members — for each role only that role's rights, conditioned on the thing type,
  * so a client in `accredit-gdpr` gets client rights on `patient-data/` and never agent rights.
+ *
+ * Pools are membership: one thing group per pool (`pool-<name>`) grants its agent members the
+ * pool's offers and claims under `tasks/`. IoT policies cannot test group membership, so the
+ * pool's rights under a sensitive root (a member that also holds the accreditation) are a group
+ * of their own, `accredit-<label>-pool-<name>`; put a thing there only when it is in both.
  *
  * CloudFormation cannot attach a policy to a thing group (`AWS::IoT::PolicyPrincipalAttachment`
  * takes certificate ARNs and Cognito ids only, aws/aws-cdk#26166), so the attachment is an
@@ -61,6 +77,10 @@ export class AgentPolicies extends Construct {
   public readonly accreditationGroups: Readonly<Record<string, iot.CfnThingGroup>>;
   /** The grant policies attached to each accreditation's thing group. */
   public readonly accreditationPolicies: Readonly<Record<string, readonly iot.CfnPolicy[]>>;
+  /** The thing groups of each pool, by group name (`pool-<name>`, `accredit-<label>-pool-<name>`). */
+  public readonly poolGroups: Readonly<Record<string, iot.CfnThingGroup>>;
+  /** The policies attached to each pool thing group, by group name. */
+  public readonly poolPolicies: Readonly<Record<string, readonly iot.CfnPolicy[]>>;
 
   constructor(scope: Construct, id: string, props: AgentPoliciesProps = {}) {
     super(scope, id);
@@ -96,6 +116,31 @@ export class AgentPolicies extends Construct {
     }
     this.accreditationGroups = groups;
     this.accreditationPolicies = grantPolicies;
+
+    const poolGroups: Record<string, iot.CfnThingGroup> = {};
+    const poolPolicies: Record<string, iot.CfnPolicy[]> = {};
+    const addPoolGroup = (pool: string, accreditation: string | undefined): void => {
+      const groupName = accreditation === undefined ? poolGroupName(pool) : poolAccreditationGroupName(pool, accreditation);
+      const id = accreditation === undefined ? `Pool-${pool}` : `Pool-${pool}-${accreditation}`;
+      const group = new iot.CfnThingGroup(this, `${id}-Group`, {
+        thingGroupName: groupName,
+        thingGroupProperties: {
+          thingGroupDescription: accreditation === undefined
+            ? `Porchlight: agents in pool ${pool}; they read its offers and claim them under tasks/`
+            : `Porchlight: agents in pool ${pool} that hold ${accreditation}; they read its offers under the roots ${accreditation} unlocks`,
+        },
+      });
+      const policies = this.policies(`${id}-Grant`, `${prefix}-${groupName}`, renderIotPoolPolicies(pool, { ...SIZING_ARN, namePrefix: prefix, ...(accreditation !== undefined ? { accreditation } : {}) }));
+      policies.forEach((policy, i) => this.attachToGroup(`${id}-Attach-${i + 1}`, policy, group));
+      poolGroups[groupName] = group;
+      poolPolicies[groupName] = policies;
+    };
+    for (const pool of [...new Set(props.pools ?? [])].map((p) => validateId('pool', p))) {
+      addPoolGroup(pool, undefined);
+      for (const accreditation of accreditations) addPoolGroup(pool, accreditation);
+    }
+    this.poolGroups = poolGroups;
+    this.poolPolicies = poolPolicies;
   }
 
   /**

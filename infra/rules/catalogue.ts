@@ -37,7 +37,7 @@ export type FunctionName = (typeof FUNCTION_NAMES)[number];
  */
 export const FUNCTION_ENTRY_POINTS: Readonly<Record<FunctionName, readonly EntryPoint[]>> = {
   intake: ['orchestrator.onRequest'],
-  planner: ['orchestrator.onProposal'],
+  planner: ['orchestrator.onProposal', 'orchestrator.onClaim'],
   progress: ['orchestrator.onOutput', 'orchestrator.onProgress', 'orchestrator.onCancel'],
   registry: ['registry.onResume', 'registry.onStatus', 'registry.onTelemetry'],
   presence: ['registry.onPresence'],
@@ -67,13 +67,14 @@ function taskRules(root: string): RuleDefinition[] {
   return [
     { name: ruleName(root, 'request'), topicFilter: filters.clientRequests(root), target: 'intake', topicFields: client, description: `clients' task requests under ${root}/ → intake` },
     { name: ruleName(root, 'proposal'), topicFilter: filters.proposals(root), target: 'planner', topicFields: [...TASK_ID_FIELD, { index: 4, as: 'agentId' }], description: `proposals under ${root}/ → planner` },
+    { name: ruleName(root, 'claim'), topicFilter: filters.claims(root), target: 'planner', topicFields: handIn, description: `pool members' claims of offered steps under ${root}/ → planner` },
     { name: ruleName(root, 'output'), topicFilter: filters.outputs(root), target: 'progress', topicFields: handIn, description: `step outputs handed in under ${root}/ → progress` },
     { name: ruleName(root, 'progress'), topicFilter: filters.progress(root), target: 'progress', topicFields: handIn, description: `step progress handed in under ${root}/ → progress (relayed to the owner)` },
     { name: ruleName(root, 'cancel'), topicFilter: filters.clientCancels(root), target: 'progress', topicFields: client, description: `clients' cancellations under ${root}/ → progress` },
   ];
 }
 
-/** Every rule: five per task root, three for the agent tree, and the AWS lifecycle rule. */
+/** Every rule: six per task root, three for the agent tree, and the AWS lifecycle rule. */
 export const RULES: readonly RuleDefinition[] = [
   ...TASK_ROOTS.flatMap(taskRules),
   { name: ruleName('agent', 'resume'), topicFilter: filters.allResumes, target: 'registry', topicFields: [{ index: 2, as: 'agentId' }], description: 'agent résumés → registry' },

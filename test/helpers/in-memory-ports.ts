@@ -9,7 +9,7 @@ import { DuplicateTaskError, VersionConflictError } from '../../core/errors';
 import { DEFAULT_ORCHESTRATOR_CONFIG, Orchestrator, type OrchestratorConfig } from '../../core/orchestrator';
 import { RegistryService } from '../../core/registry-service';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from '../../core/model';
-import type { AccreditationVerifier, Clock, Publisher, Registry, TaskStore, Timer } from '../../core/ports';
+import type { AccreditationVerifier, Clock, Publisher, Registry, ResumeVerification, TaskStore, Timer } from '../../core/ports';
 import { deriveFencingToken, HmacFencer } from '../../functions/adapters/fencer';
 import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
 import type { InboundMessage } from '../../core/rule-event';
@@ -202,11 +202,12 @@ export class InMemoryTaskStore implements TaskStore {
 export class InMemoryRegistry implements Registry {
   private readonly agents = new Map<string, AgentRecord>();
 
-  async putResume(agentId: string, resume: Resume, verified: { verified: string[]; unverified: string[] }, at: number): Promise<AgentRecord> {
+  async putResume(agentId: string, resume: Resume, verified: ResumeVerification, at: number): Promise<AgentRecord> {
     const existing = this.agents.get(agentId);
+    const claims = { verifiedAccredit: [...verified.verified], unverifiedAccredit: [...verified.unverified], verifiedPools: [...(verified.pools ?? [])] };
     const record: AgentRecord = existing
-      ? { ...existing, resume: structuredClone(resume), verifiedAccredit: [...verified.verified], unverifiedAccredit: [...verified.unverified], updatedAt: at, version: existing.version + 1 }
-      : { agentId, resume: structuredClone(resume), state: 'online', verifiedAccredit: [...verified.verified], unverifiedAccredit: [...verified.unverified], updatedAt: at, version: 1 };
+      ? { ...existing, resume: structuredClone(resume), ...claims, updatedAt: at, version: existing.version + 1 }
+      : { agentId, resume: structuredClone(resume), state: 'online', ...claims, updatedAt: at, version: 1 };
     this.agents.set(agentId, record);
     return structuredClone(record);
   }
@@ -257,11 +258,17 @@ export class InMemoryRegistry implements Registry {
   }
 }
 
-/** Accreditations per identity, as the thing groups (or the local CA's groups file) would say. */
+/** Accreditations and pools per identity, as the thing groups (or the local CA's files) would say. */
 export class StaticVerifier implements AccreditationVerifier {
-  constructor(private readonly held: Readonly<Record<string, readonly string[]>> = {}) {}
+  constructor(
+    private readonly held: Readonly<Record<string, readonly string[]>> = {},
+    private readonly pools: Readonly<Record<string, readonly string[]>> = {},
+  ) {}
   async accreditationsOf(agentId: string): Promise<string[]> {
     return [...(this.held[agentId] ?? [])];
+  }
+  async poolsOf(agentId: string): Promise<string[]> {
+    return [...(this.pools[agentId] ?? [])];
   }
 }
 

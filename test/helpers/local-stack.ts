@@ -38,7 +38,7 @@ export interface MqttTestTarget {
   readonly mqttHost: string;
   readonly mqttPort: number;
   /** Issues a certificate for `identity` (and reloads the broker ACL). */
-  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[]): Promise<IssuedCertificate>;
+  issue(identity: string, kind: Exclude<IdentityKind, 'broker'>, accreditations?: readonly string[], pools?: readonly string[]): Promise<IssuedCertificate>;
 }
 
 /** A running CA + Mosquitto for a test. */
@@ -90,7 +90,7 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     stateDir,
     mqttHost: broker.mqttHost,
     mqttPort: broker.mqttPort,
-    issue: (identity, kind, accreditations) => broker.issue(identity, kind, accreditations),
+    issue: (identity, kind, accreditations, pools) => broker.issue(identity, kind, accreditations, pools),
     cleanup: async () => {
       await closeClients(target);
       await broker.stop();
@@ -139,7 +139,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     stateDir,
     mqttHost: stack.endpoints.mqttHost,
     mqttPort: stack.endpoints.mqttPort,
-    issue: (identity, kind, accreditations) => stack.issue(identity, kind, accreditations),
+    issue: (identity, kind, accreditations, pools) => stack.issue(identity, kind, accreditations, pools),
     cleanup: async () => {
       await closeClients(target);
       await stack.stop();
@@ -158,6 +158,8 @@ export interface ConnectMqttOptions {
   readonly kind?: Exclude<IdentityKind, 'broker'>;
   /** Accreditations (e.g. `['gdpr']`) recorded for the identity in the local CA. @default [] */
   readonly accreditations?: readonly string[];
+  /** Pools (e.g. `['render']`) the identity is a member of in the local CA. @default [] */
+  readonly pools?: readonly string[];
   /** Further mqtt.js options: `will`, `properties`, `clean`, `reconnectPeriod`, … */
   readonly mqtt?: Partial<IClientOptions>;
   /** @default 10000 */
@@ -178,7 +180,7 @@ export function inferKind(identity: string): Exclude<IdentityKind, 'broker'> {
  * after CONNACK; rejects when the broker refuses. The client is closed by the target's cleanup.
  */
 export async function connectMqtt(target: MqttTestTarget, identity: string, options: ConnectMqttOptions = {}): Promise<MqttClient> {
-  const cert = await target.issue(identity, options.kind ?? inferKind(identity), options.accreditations ?? []);
+  const cert = await target.issue(identity, options.kind ?? inferKind(identity), options.accreditations ?? [], options.pools ?? []);
   const client = await connectWithCertificate({
     host: target.mqttHost,
     port: target.mqttPort,

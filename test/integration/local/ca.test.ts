@@ -62,21 +62,32 @@ describe('local CA', () => {
   });
 
   describe('identity registry', () => {
-    it('records kind and accreditations in identities.json and accreditations.json, without the broker', async () => {
+    it('records kind, accreditations and pools in identities.json, accreditations.json and pools.json, without the broker', async () => {
       await issueCertificate(dir, 'porchlight-broker', { kind: 'broker' });
-      await issueCertificate(dir, 'agent-4', { kind: 'agent', accreditations: ['gdpr', 'ISO27001', 'gdpr'] });
+      await issueCertificate(dir, 'agent-4', { kind: 'agent', accreditations: ['gdpr', 'ISO27001', 'gdpr'], pools: ['render', 'render', 'gpu'] });
       await issueCertificate(dir, 'client-4', { kind: 'client' });
       expect(JSON.parse(await readFile(join(dir, 'identities.json'), 'utf8'))).toEqual({
-        'agent-4': { kind: 'agent', accreditations: ['ISO27001', 'gdpr'] },
-        'client-4': { kind: 'client', accreditations: [] },
+        'agent-4': { kind: 'agent', accreditations: ['ISO27001', 'gdpr'], pools: ['gpu', 'render'] },
+        'client-4': { kind: 'client', accreditations: [], pools: [] },
       });
       expect(JSON.parse(await readFile(join(dir, 'accreditations.json'), 'utf8'))).toEqual({ 'agent-4': ['ISO27001', 'gdpr'], 'client-4': [] });
+      expect(JSON.parse(await readFile(join(dir, 'pools.json'), 'utf8'))).toEqual({ 'agent-4': ['gpu', 'render'] });
+    });
+
+    it('makes only agents pool members, with valid pool names', async () => {
+      await expect(issueCertificate(dir, 'client-9', { kind: 'client', pools: ['render'] })).rejects.toThrow(/only agents can be pool members/);
+      await expect(issueCertificate(dir, 'agent-9', { kind: 'agent', pools: ['a/b'] })).rejects.toBeInstanceOf(InvalidIdError);
+    });
+
+    it('reads a registry written before pools existed as having none', async () => {
+      await writeFile(join(dir, 'identities.json'), JSON.stringify({ 'agent-10': { kind: 'agent', accreditations: ['gdpr'] } }));
+      expect((await readIdentities(dir))['agent-10']).toEqual({ kind: 'agent', accreditations: ['gdpr'], pools: [] });
     });
 
     it('replaces an identity\'s accreditations with the latest issue request', async () => {
       await issueCertificate(dir, 'agent-5', { kind: 'agent', accreditations: ['gdpr'] });
       await issueCertificate(dir, 'agent-5', { kind: 'agent' });
-      expect((await readIdentities(dir))['agent-5']).toEqual({ kind: 'agent', accreditations: [] });
+      expect((await readIdentities(dir))['agent-5']).toEqual({ kind: 'agent', accreditations: [], pools: [] });
     });
 
     it('refuses to give an identity a second kind', async () => {

@@ -93,12 +93,12 @@ describe('mosquitto config rendering', () => {
   describe('aclIdentities', () => {
     it('maps identity kinds onto policy roles and leaves the broker out', () => {
       expect(aclIdentities({
-        'porchlight-broker': { kind: 'broker', accreditations: [] },
-        'agent-1': { kind: 'agent', accreditations: ['gdpr'] },
-        'client-1': { kind: 'client', accreditations: [] },
+        'porchlight-broker': { kind: 'broker', accreditations: [], pools: [] },
+        'agent-1': { kind: 'agent', accreditations: ['gdpr'], pools: ['render'] },
+        'client-1': { kind: 'client', accreditations: [], pools: [] },
       })).toEqual([
-        { id: 'agent-1', role: 'agent', accreditations: ['gdpr'] },
-        { id: 'client-1', role: 'client', accreditations: [] },
+        { id: 'agent-1', role: 'agent', accreditations: ['gdpr'], pools: ['render'] },
+        { id: 'client-1', role: 'client', accreditations: [], pools: [] },
       ]);
     });
   });

@@ -512,19 +512,6 @@ describe('Orchestrator', () => {
     });
   });
 
-  describe('pool steps', () => {
-    it('publishes a pool step on the pool topic and accepts its output by token', async () => {
-      const h = harness();
-      await register(h, 'sql-agent', ['sql-optimiser']);
-      await submit(h, 't1', { want: ['sql'], skills: ['sql-optimiser'] });
-      await propose(h, 't1', 'sql-agent', [{ ...SQL_STEP, pool: 'sql-pool' }]);
-      const a = Assignment.parse(h.publisher.last('tasks/t1/pool/sql-pool'));
-      expect(h.publisher.on('tasks/t1/assign/#')).toEqual([]);
-      expect(await h.orchestrator.onOutput(outputMsg(a, { ok: true, output: { sql: 'q' } }, { clientId: 'any-member' }))).toMatchObject({ status: 'accepted' });
-      expect(status(h).state).toBe('completed');
-    });
-  });
-
   describe('leases', () => {
     it('re-assigns a step whose lease ran out, excluding the silent agent', async () => {
       const h = harness();

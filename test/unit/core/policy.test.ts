@@ -11,7 +11,11 @@ import {
   renderIotAccreditationPolicies,
   renderIotPolicies,
   renderIotPolicy,
+  renderIotPoolPolicies,
   renderMosquittoAcl,
+  poolAccreditationGroupName,
+  poolGrant,
+  poolGroupName,
   roleStatements,
   roleThingTypeName,
   taskRootsFor,
@@ -204,9 +208,11 @@ describe('policy', () => {
         expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/status', 'alice')).toBe(false);
       });
 
-      it('lets it join a pool through a shared subscription', () => {
-        expect(allows(docs, 'iot:Subscribe', 'topicfilter/$share/gpu/tasks/+/pool/gpu', 'alice')).toBe(true);
-        expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/gpu', 'alice')).toBe(true);
+      it('reads no pool and claims nothing without a pool group', () => {
+        expect(allows(docs, 'iot:Subscribe', 'topicfilter/$share/gpu/tasks/+/pool/gpu', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Subscribe', 'topicfilter/tasks/+/pool/gpu', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/gpu', 'alice')).toBe(false);
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/s1/alice', 'alice')).toBe(false);
       });
 
       it('keeps patient data out of reach without the gdpr grant', () => {
@@ -365,7 +371,8 @@ describe('policy', () => {
       const docs = withBase('agent');
       const agent = as('agent', 'alice');
       expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/request', agent)).toBe(true);
-      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent)).toBe(true);
+      // Pools are membership: the accreditation alone reads no pool.
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent)).toBe(false);
       expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/output/s1/alice', agent)).toBe(true);
       expect(allows(docs, 'iot:RetainPublish', 'topic/patient-data/t1/output/s1/alice', agent)).toBe(false);
       expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/request', agent)).toBe(false);
@@ -397,6 +404,100 @@ describe('policy', () => {
 
     it('refuses a label that guards no data class', () => {
       expect(() => renderIotAccreditationPolicies('ISO27001', OPTS)).toThrow(/unlocks no data class/);
+    });
+  });
+
+  describe('poolGrant and the pool groups', () => {
+    const agent = (name: string): Thing => ({ name, type: roleThingTypeName('agent') });
+    const base = renderIotPolicies('agent', OPTS);
+    const pool = renderIotPoolPolicies('gpu', OPTS);
+    const poolGdpr = renderIotPoolPolicies('gpu', { ...OPTS, accreditation: 'gdpr' });
+    const gdpr = renderIotAccreditationPolicies('gdpr', OPTS);
+
+    it('names one thing group per pool, and one per pool and accreditation', () => {
+      expect(poolGroupName('gpu')).toBe('pool-gpu');
+      expect(poolAccreditationGroupName('gpu', 'gdpr')).toBe('accredit-gdpr-pool-gpu');
+      expect(() => poolGroupName('a/b')).toThrow(InvalidIdError);
+    });
+
+    it('gives a member agent read of its pool (plain and shared) and claims under its own name, under tasks/ only', () => {
+      const docs = [...base, ...pool];
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/$share/gpu/tasks/+/pool/gpu', agent('alice'))).toBe(true);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/tasks/+/pool/gpu', agent('alice'))).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/gpu', agent('alice'))).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/s1/alice', agent('alice'))).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/s1/bob', agent('alice'))).toBe(false);
+      // another pool's offers, and patient data, stay out of reach
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/cpu', agent('alice'))).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent('alice'))).toBe(false);
+      expect(allows([...docs, ...gdpr], 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent('alice'))).toBe(false);
+    });
+
+    it('lets only a member holding the accreditation read the pool under the roots it unlocks', () => {
+      const docs = [...base, ...pool, ...gdpr, ...poolGdpr];
+      expect(allows(docs, 'iot:Receive', 'topic/patient-data/t1/pool/gpu', agent('alice'))).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/patient-data/t1/claim/s1/alice', agent('alice'))).toBe(true);
+      expect(() => renderIotPoolPolicies('gpu', { ...OPTS, accreditation: 'ISO27001' })).toThrow(/unlocks no data class/);
+    });
+
+    it('grants a client or observer in a pool group nothing', () => {
+      for (const role of ['client', 'observer'] as const) {
+        const docs = [...renderIotPolicies(role, OPTS), ...pool, ...poolGdpr];
+        const who = { name: 'c1', type: roleThingTypeName(role) };
+        expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/gpu', who)).toBe(false);
+        expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/s1/c1', who)).toBe(false);
+      }
+      expect(poolGrant('client', 'gpu')).toEqual([]);
+    });
+
+    it('fits every pool policy within the IoT limit', () => {
+      for (const doc of [...pool, ...poolGdpr]) expect(iotPolicySize(doc)).toBeLessThanOrEqual(IOT_POLICY_MAX_CHARS);
+    });
+
+    it('covers tasks/ and every root the agent\'s accreditations unlock', () => {
+      const topicsOf = (acc: string[]): string[] => poolGrant('agent', 'gpu', acc).flatMap((s) => s.topics);
+      expect(topicsOf([])).toEqual(['tasks/+/pool/gpu', '$share/gpu/tasks/+/pool/gpu', `tasks/+/claim/+/${SELF}`]);
+      expect(topicsOf(['gdpr'])).toContain('patient-data/+/pool/gpu');
+    });
+  });
+
+  describe('renderMosquittoAcl with pools', () => {
+    const acl = renderMosquittoAcl({
+      identities: [
+        { id: 'member', role: 'agent', accreditations: [], pools: ['gpu'] },
+        { id: 'gdpr-member', role: 'agent', accreditations: ['gdpr'], pools: ['gpu'] },
+        { id: 'outsider', role: 'agent', accreditations: ['gdpr'] },
+        { id: 'client-1', role: 'client', accreditations: [] },
+        { id: 'porchlight-orchestrator', role: 'orchestrator', accreditations: [] },
+      ],
+    });
+
+    it('lets only members read a pool topic', () => {
+      expect(aclAllows(acl, 'member', 'read', 'tasks/t1/pool/gpu')).toBe(true);
+      expect(aclAllows(acl, 'outsider', 'read', 'tasks/t1/pool/gpu')).toBe(false);
+      expect(aclAllows(acl, 'client-1', 'read', 'tasks/t1/pool/gpu')).toBe(false);
+      expect(aclAllows(acl, 'member', 'read', 'tasks/t1/pool/cpu')).toBe(false);
+      // an identity nobody listed holds only the %u patterns
+      expect(aclAllows(acl, 'stranger', 'read', 'tasks/t1/pool/gpu')).toBe(false);
+    });
+
+    it('lets only members that may see the data class read its pool offers', () => {
+      expect(aclAllows(acl, 'gdpr-member', 'read', 'patient-data/t1/pool/gpu')).toBe(true);
+      expect(aclAllows(acl, 'member', 'read', 'patient-data/t1/pool/gpu')).toBe(false);
+      expect(aclAllows(acl, 'outsider', 'read', 'patient-data/t1/pool/gpu')).toBe(false);
+    });
+
+    it('lets members claim only under their own name, and the orchestrator read claims', () => {
+      expect(aclAllows(acl, 'member', 'write', 'tasks/t1/claim/s1/member')).toBe(true);
+      expect(aclAllows(acl, 'member', 'write', 'tasks/t1/claim/s1/outsider')).toBe(false);
+      expect(aclAllows(acl, 'outsider', 'write', 'tasks/t1/claim/s1/outsider')).toBe(false);
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'read', 'tasks/t1/claim/s1/member')).toBe(true);
+      expect(aclAllows(acl, 'porchlight-orchestrator', 'write', 'tasks/t1/pool/gpu')).toBe(true);
+    });
+
+    it('refuses pools on identities that are not agents, and invalid pool names', () => {
+      expect(() => renderMosquittoAcl({ identities: [{ id: 'client-2', role: 'client', accreditations: [], pools: ['gpu'] }] })).toThrow(/only agents/);
+      expect(() => renderMosquittoAcl({ identities: [{ id: 'a', role: 'agent', accreditations: [], pools: ['gpu/#'] }] })).toThrow(InvalidIdError);
     });
   });
 

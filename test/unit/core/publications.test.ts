@@ -3,7 +3,7 @@ import {
   ENTRY_POINT_PUBLICATIONS, PUBLICATIONS, RETAINED_TOPIC_KINDS, publicationsOf, publishRefusal, topicMatches,
   type EntryPoint, type PublicationKind,
 } from '../../../core/publications';
-import { Assignment, type ProposedStep } from '../../../core/schemas';
+import { Assignment, PoolOffer, type ProposedStep } from '../../../core/schemas';
 import { parseTopic, topics } from '../../../core/topics';
 import { inbound, orchestratorHarness, sha256Hex } from '../../helpers/in-memory-ports';
 
@@ -142,6 +142,22 @@ describe('publication catalogue', () => {
       expect(h.publisher.on(topics.taskAssign('t4', 'sql-agent')).length).toBeGreaterThanOrEqual(2);
       await as('registry.onStatus', () => h.service.onStatus(inbound(topics.agentStatus('sql-agent'), { v: 1, state: 'offline', reason: 'will' })));
       await as('orchestrator.onAgentGone', () => h.orchestrator.onAgentGone('chart-agent', 'never assigned'));
+
+      // t5: a pool step is offered, claimed by one member (its assignment) and refused to another (a notice)
+      for (const member of ['member-a', 'member-b']) {
+        await h.registry.putResume(member, { v: 1, skills: ['sql-optimiser'], cost: { usd: 0.02, p95_ms: 300 }, region: 'eu-central-1', accredit: [], pools: ['sql-pool'] },
+          { verified: [], unverified: [], pools: ['sql-pool'] }, h.clock.now());
+      }
+      await as('orchestrator.onRequest', () => h.orchestrator.onRequest(inbound(topics.clientRequest('client-1', 't5'), { ...request(), want: ['sql'], skills: ['sql-optimiser'] })));
+      await h.registry.setStatus('sql-agent', { v: 1, state: 'online' }, h.clock.now());
+      await as('orchestrator.onProposal', () => h.orchestrator.onProposal(inbound(topics.taskProposal('t5', 'sql-agent'), { steps: [{ ...SQL_STEP, pool: 'sql-pool' }] })));
+      for (const member of ['member-a', 'member-b']) {
+        await as('orchestrator.onProposal', () => h.orchestrator.onProposal(inbound(topics.taskProposal('t5', member), { v: 1, decline: true, reason: 'pool member' })));
+      }
+      const offer = PoolOffer.parse(h.publisher.last(topics.taskPool('t5', 'sql-pool')));
+      const claim = { v: 1, taskId: 't5', stepId: offer.stepId, epoch: offer.epoch };
+      await as('orchestrator.onClaim', () => h.orchestrator.onClaim(inbound(topics.taskClaim('t5', offer.stepId, 'member-a'), claim)));
+      await as('orchestrator.onClaim', () => h.orchestrator.onClaim(inbound(topics.taskClaim('t5', offer.stepId, 'member-b'), claim)));
     });
 
     it('publishes nothing outside the entry point\'s catalogue entry', () => {
@@ -163,6 +179,9 @@ describe('publication catalogue', () => {
       expect(kinds('orchestrator.onCancel')).toContain('client-status');
       expect(kinds('registry.onStatus')).toContain('client-status');
       expect(kinds('registry.onPresence')).toContain('client-status');
+      // a pool offer goes out when the plan is made; a won claim assigns, a lost one is told why
+      expect(kinds('orchestrator.onProposal')).toContain('task-pool');
+      expect(kinds('orchestrator.onClaim')).toEqual(expect.arrayContaining(['agent-errors', 'task-assign']));
     });
 
     it('lists every entry point it drives', () => {

@@ -37,6 +37,13 @@ function assignment(overrides: Record<string, unknown> = {}): Record<string, unk
   };
 }
 
+function poolOffer(): Record<string, unknown> {
+  return {
+    v: 1, taskId: 't1', stepId: 's1', pool: 'echoers', epoch: 1, skill: 'echo', goal: 'echo things', consumes: ['text'], produces: ['echoed'],
+    deadline: new Date(Date.now() + 60_000).toISOString(), claimWithinMs: 30_000,
+  };
+}
+
 const REQUEST = { goal: 'echo hello', input: { text: 'hello' }, want: ['echoed'] };
 
 async function started() {
@@ -83,6 +90,12 @@ const ASSIGNMENT_FIELDS: readonly BreakableField[] = [
   { path: ['leaseMs'], bad: fc.constantFrom(0, -1, 0.5) }, { path: ['produces'], bad: fc.constant([]) }, { path: ['inputs'] },
 ];
 
+const OFFER_FIELDS: readonly BreakableField[] = [
+  { path: ['taskId'], bad: badId }, { path: ['stepId'], bad: badId }, { path: ['pool'], bad: badId }, { path: ['epoch'], bad: fc.constantFrom(0, -1, 1.5) },
+  { path: ['skill'], bad: fc.constantFrom('', 'Not A Skill') }, { path: ['deadline'], bad: fc.constantFrom('tomorrow', '') },
+  { path: ['claimWithinMs'], bad: fc.constantFrom(0, -1, 0.5) }, { path: ['produces'], bad: fc.constant([]) },
+];
+
 describe('agent runtime inbound fuzz', () => {
   describe('requests', () => {
     it('logs garbage and broken requests with the reason, never calls propose() and publishes nothing', async () => {
@@ -111,8 +124,32 @@ describe('agent runtime inbound fuzz', () => {
     });
   });
 
+  describe('pool offers', () => {
+    it('ignores garbage and broken pool offers with the reason; claims nothing and executes nothing', async () => {
+      const s = await started();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(garbage(poolOffer()).map((payload) => ({ payload, path: undefined })), brokenField(poolOffer(), OFFER_FIELDS).map(({ path, payload }) => ({ payload: JSON.stringify(payload), path }))),
+          async ({ payload, path }) => {
+            const before = warnings(s, 'invalid pool offer ignored').length;
+            expect(() => s.bus.deliverRaw('tasks/t1/pool/echoers', payload)).not.toThrow();
+            await settle();
+            const logged = warnings(s, 'invalid pool offer ignored');
+            expect(logged).toHaveLength(before + 1);
+            const reason = String(logged.at(-1)?.error);
+            if (path !== undefined && !/nests deeper/.test(reason)) expect(reason).toContain(path.map(String).join('.'));
+          },
+        ),
+        { numRuns: 120 },
+      );
+      expect(s.calls.execute).toBe(0);
+      expect(s.bus.published).toHaveLength(s.baseline);
+      await s.runtime.stop({ timeoutMs: 10 });
+    });
+  });
+
   describe('assignments', () => {
-    it.each([['own', `tasks/t1/assign/${ID}`], ['pool', 'tasks/t1/pool/echoers']])('ignores garbage and broken %s assignments with the reason; execute() is never called', async (_kind, topic) => {
+    it.each([['own', `tasks/t1/assign/${ID}`]])('ignores garbage and broken %s assignments with the reason; execute() is never called', async (_kind, topic) => {
       const s = await started();
       await fc.assert(
         fc.asyncProperty(

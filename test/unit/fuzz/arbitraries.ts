@@ -11,7 +11,7 @@ import { MAX_PAYLOAD_BYTES } from '../../../core/schemas';
 const CODES: Record<ErrorCode, true> = {
   'invalid-id': true, 'invalid-topic': true, 'invalid-json': true, 'invalid-payload': true, 'payload-too-large': true, 'cyclic-dag': true,
   'invalid-dag': true, unsatisfiable: true, 'unknown-task': true, 'duplicate-task': true, 'version-conflict': true, 'stale-epoch': true,
-  'bad-token': true, 'not-authorized': true, 'invalid-state': true, config: true,
+  'bad-token': true, 'already-claimed': true, 'not-authorized': true, 'invalid-state': true, config: true,
 };
 
 /** Every wire error code of core/errors.ts. */

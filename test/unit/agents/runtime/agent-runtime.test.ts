@@ -2,7 +2,7 @@ import { AgentRuntime, runAgent } from '../../../../agents/runtime/agent-runtime
 import { defineAgent, type AgentDefinitionInput } from '../../../../agents/runtime/define-agent';
 import { MqttOperationError, StepError } from '../../../../agents/runtime/errors';
 import type { Mqtt5BusOptions } from '../../../../agents/runtime/mqtt-bus';
-import { AgentStatus, StepOutput, Telemetry, Progress } from '../../../../core/schemas';
+import { AgentStatus, StepOutput, Telemetry, Progress, type Assignment } from '../../../../core/schemas';
 import { captureLogger, eventually, FakeBus } from './fake-bus';
 
 const ID = 'agent-1';
@@ -199,11 +199,53 @@ describe('AgentRuntime', () => {
       expect(outputs(bus).map((o) => o.epoch)).toEqual([1, 2]);
     });
 
-    it('runs a step received through its shared pool', async () => {
-      const { bus } = await started(agentDef({}, { pools: ['echoers'] }));
-      expect(bus.subscribed).toContain('$share/echoers/tasks/+/pool/echoers');
-      bus.deliver('tasks/t1/pool/echoers', assignment());
-      await eventually(() => expect(outputs(bus)[0]?.ok).toBe(true));
+    describe('pool offers', () => {
+      const offer = (overrides: Record<string, unknown> = {}) => ({
+        v: 1, taskId: 't1', stepId: 's1', pool: 'echoers', epoch: 1, skill: 'echo', goal: 'echo things', consumes: ['text'], produces: ['echoed'],
+        deadline: new Date(Date.now() + 60_000).toISOString(), claimWithinMs: 30_000, ...overrides,
+      });
+      const claims = (bus: FakeBus) => bus.on('tasks/t1/claim/s1/agent-1').map((p) => JSON.parse(String(p.payload)) as Record<string, unknown>);
+
+      it('claims an offer from its shared pool, then executes the assignment its claim won', async () => {
+        const execute = jest.fn(async (a: Assignment) => ({ echoed: a.inputs.text ?? null }));
+        const { bus } = await started(agentDef({ execute }, { pools: ['echoers'] }));
+        expect(bus.subscribed).toContain('$share/echoers/tasks/+/pool/echoers');
+        bus.deliver('tasks/t1/pool/echoers', offer());
+        await eventually(() => expect(claims(bus)).toEqual([{ v: 1, taskId: 't1', stepId: 's1', epoch: 1 }]));
+        // The offer itself runs nothing: it has neither the inputs nor a token.
+        expect(execute).not.toHaveBeenCalled();
+        expect(outputs(bus)).toEqual([]);
+        bus.deliver('tasks/t1/assign/agent-1', assignment({ epoch: 2, agentId: ID }));
+        await eventually(() => expect(outputs(bus)[0]).toMatchObject({ ok: true, epoch: 2, token: TOKEN, output: { echoed: 'hello' } }));
+        expect(execute).toHaveBeenCalledTimes(1);
+      });
+
+      it('claims each offer once, and a re-offer again', async () => {
+        const { bus } = await started(agentDef({}, { pools: ['echoers'] }));
+        bus.deliver('tasks/t1/pool/echoers', offer());
+        bus.deliver('tasks/t1/pool/echoers', offer());
+        bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 3 }));
+        await eventually(() => expect(claims(bus).map((c) => c.epoch)).toEqual([1, 3]));
+      });
+
+      it('does not claim an offer it could not run: unknown skill, past deadline, no free slot, or another pool on the topic', async () => {
+        let release: () => void = () => undefined;
+        const execute = jest.fn(() => new Promise<{ echoed: string }>((resolve) => { release = () => resolve({ echoed: 'x' }); }));
+        const { bus } = await started(agentDef({ execute }, { pools: ['echoers'] }));
+        bus.deliver('tasks/t1/pool/echoers', offer({ skill: 'paint' }));
+        bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 2, deadline: new Date(Date.now() - 1000).toISOString() }));
+        bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 3, pool: 'others' }));
+        bus.deliver('tasks/t9/assign/agent-1', assignment({ taskId: 't9' }));
+        await eventually(() => expect(execute).toHaveBeenCalledTimes(1));
+        bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 4 }));
+        await new Promise((r) => setTimeout(r, 50));
+        expect(claims(bus)).toEqual([]);
+        release();
+        await eventually(() => expect(bus.on('tasks/t9/output/s1/agent-1')).toHaveLength(1));
+        await new Promise((r) => setTimeout(r, 20));
+        bus.deliver('tasks/t1/pool/echoers', offer({ epoch: 5 }));
+        await eventually(() => expect(claims(bus).map((c) => c.epoch)).toEqual([5]));
+      });
     });
 
     it('ignores an assignment whose payload names another task than its topic', async () => {

@@ -37,7 +37,7 @@ describe('subscriptionPlan', () => {
       expect(plan.map((p) => [p.filter, p.required])).toEqual([
         ['tasks/+/request', true],
         ['tasks/+/assign/agent-1', true],
-        ['$share/charts/tasks/+/pool/charts', true],
+        ['$share/charts/tasks/+/pool/charts', false],
         ['patient-data/+/request', false],
         ['patient-data/+/assign/agent-1', false],
         ['$share/charts/patient-data/+/pool/charts', false],

@@ -30,13 +30,14 @@ describe('DynamoRegistry', () => {
     it('creates the profile with attribute_not_exists(pk) and one bySkill entry per skill in one transaction', async () => {
       ddb.on(GetCommand).resolves({});
       ddb.on(TransactWriteCommand).resolves({});
-      const record = await registry().putResume('agent-a', seedResume, { verified: ['gdpr'], unverified: ['ISO27001'] }, 5_000);
+      const record = await registry().putResume('agent-a', seedResume, { verified: ['gdpr'], unverified: ['ISO27001'], pools: ['sql-pool'] }, 5_000);
       expect(record).toEqual({
         agentId: 'agent-a',
         resume: seedResume,
         state: 'online',
         verifiedAccredit: ['gdpr'],
         unverifiedAccredit: ['ISO27001'],
+        verifiedPools: ['sql-pool'],
         updatedAt: 5_000,
         version: 1,
       });

@@ -59,7 +59,8 @@ export interface ScheduledTimer {
 
 /** Error codes recorded in a task's `errors` besides the wire {@link ErrorCode}s. */
 export type TaskErrorCode =
-  | ErrorCode | 'deadline-passed' | 'lease-expired' | 'agent-gone' | 'step-failed' | 'no-agent' | 'agent-wait-expired' | 'canceled' | 'missing-artifact';
+  | ErrorCode | 'deadline-passed' | 'lease-expired' | 'agent-gone' | 'step-failed' | 'no-agent' | 'agent-wait-expired' | 'canceled' | 'missing-artifact'
+  | 'budget-exceeded' | 'usage-over-bid';
 
 // ---------------------------------------------------------------------------------------------
 // Intake
@@ -391,6 +392,7 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
   const t = draft(task);
   const s = t.steps[stepId]!;
   s.usage = addUsage(s.usage, output.usage);
+  flagUsageOverBid(t, s, output.usage?.usd ?? 0, ctx);
   // What the client reads is the orchestrator's copy of an output it accepted, never the agent's message.
   const { token: _token, ...forClient } = output;
   t.outbox = enqueue(t.outbox, { topic: topics.clientOutput(t.owner, t.taskId, stepId, t.taskRoot), payload: forClient, qos: 1, retain: true });
@@ -406,8 +408,47 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
   for (const name of s.produces) t.artifacts[name] = output.output[name]!;
   s.state = 'completed';
   delete s.leaseExpiresAt;
+  if (overBudget(t, 0)) {
+    const budget = t.request.constraints.maxUsd!;
+    finishFailed(t, 'budget-exceeded', `budget exceeded: step ${stepId} brought the spend to ${usd(spentUsd(t))}, over the budget of ${usd(budget)}; no further step is dispatched`, ctx, stepId);
+    return commit(t, task, ctx, `step ${stepId} completed over the budget: task failed`);
+  }
   advance(t, ctx);
   return commit(t, task, ctx, `step ${stepId} completed`);
+}
+
+/** USD spent on the task so far: the usage every attempt of every step reported. */
+export function spentUsd(task: TaskRecord): number {
+  return round(Object.values(task.steps).reduce((sum, s) => sum + (s.usage?.usd ?? 0), 0));
+}
+
+/** Estimates of the steps running now (assigned, usage not reported yet). */
+function committedUsd(task: TaskRecord): number {
+  return Object.values(task.steps).reduce((sum, s) => sum + (s.state === 'assigned' && s.usage === undefined ? s.estUsd : 0), 0);
+}
+
+/** True when the spend plus what is running plus `extra` would pass the request's budget. */
+function overBudget(t: TaskRecord, extra: number): boolean {
+  const budget = t.request.constraints.maxUsd;
+  return budget !== undefined && spentUsd(t) + committedUsd(t) + extra > budget + 1e-9;
+}
+
+/**
+ * Records, visibly in the task's errors, an agent that reported more for a step than it bid: the
+ * planner chose the step at its bid, so a larger report is a broken promise, whatever the budget.
+ */
+function flagUsageOverBid(t: TaskRecord, s: StepRecord, reportedUsd: number, ctx: MachineContext): void {
+  if (reportedUsd <= s.estUsd + 1e-9) return;
+  const agent = s.agentId ?? s.proposedBy;
+  t.errors.push({
+    code: 'usage-over-bid',
+    message: `agent ${agent} reported ${usd(reportedUsd)} for step ${s.id}, more than its bid of ${usd(s.estUsd)}`,
+    stepId: s.id, agentId: agent, at: iso(ctx.now),
+  });
+}
+
+function usd(n: number): string {
+  return `$${n.toFixed(4)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -765,6 +806,11 @@ function advance(t: TaskRecord, ctx: DispatchContext): void {
 }
 
 function assignIn(t: TaskRecord, s: StepRecord, ctx: DispatchContext): void {
+  if (overBudget(t, s.estUsd)) {
+    const budget = t.request.constraints.maxUsd!;
+    finishFailed(t, 'budget-exceeded', `budget exceeded: dispatching step ${s.id} (${s.skill}, est. ${usd(s.estUsd)}) would take the task past its budget of ${usd(budget)} (spent ${usd(spentUsd(t))}, ${usd(committedUsd(t))} committed to running steps); no further step is dispatched`, ctx, s.id);
+    return;
+  }
   if (s.pool !== undefined) {
     offerIn(t, s, s.pool, ctx);
     return;

@@ -8,18 +8,19 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const transform = { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] };
-// Sized for a loaded 2-core machine, never jest's 5 s: a test that needs longer says so itself.
-const TIMEOUTS = { unit: 30_000, infra: 120_000, integration: 120_000 };
+// Default test timeouts sized for a loaded 2-core machine, never jest's 5 s (a test that needs
+// longer says so itself): set per project by a setup file, as project configs cannot set testTimeout.
+const timeout = (name) => ({ setupFilesAfterEnv: [`<rootDir>/test/helpers/timeout-${name}.ts`] });
 const base = { testEnvironment: 'node', transform, moduleFileExtensions: ['ts', 'js', 'json'] };
 
 module.exports = {
   projects: [
-    { ...base, displayName: 'unit', testTimeout: TIMEOUTS.unit, testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/security/**/*.unit.test.ts'] },
-    { ...base, displayName: 'infra', testTimeout: TIMEOUTS.infra, testMatch: ['<rootDir>/test/infra/**/*.test.ts'] },
+    { ...base, ...timeout('unit'), displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/security/**/*.unit.test.ts'] },
+    { ...base, ...timeout('slow'), displayName: 'infra', testMatch: ['<rootDir>/test/infra/**/*.test.ts'] },
     {
       ...base,
+      ...timeout('slow'),
       displayName: 'integration',
-      testTimeout: TIMEOUTS.integration,
       testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/e2e/**/*.test.ts', '<rootDir>/test/security/**/*.integration.test.ts'],
     },
   ],

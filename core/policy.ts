@@ -318,12 +318,20 @@ export function iotTopicPattern(pattern: string): string {
 }
 
 /**
- * `*` spans levels, so `tasks/*\/status` would also match `tasks/t1/assign/status` — the
- * assignment of an agent whose id happens to be `status`. For every granted three-level task
- * pattern `<root>/+/<word>` this adds a deny on `<root>/*\/*\/<word>`, which matches only the
- * four-level (and deeper) topics ending in that word and never the three-level grant itself.
- * Explicit deny wins in IoT policies, so an id equal to `request`, `status`, `result` or
- * `cancel` is unusable as an agent, step or pool id on IoT Core: it fails closed.
+ * `*` spans levels, so an IoT resource rendered from an MQTT pattern also matches deeper topics:
+ * `tasks/*\/status` matches `tasks/t1/assign/status` (the assignment of an agent whose id is
+ * `status`), `clients/*\/tasks/*\/status` the output `clients/c1/tasks/t1/output/status` of a
+ * step named `status` (and, through its first `*`, `clients/c1/patient-data/tasks/output/status`),
+ * `tasks/*\/pool/gpu` the hand-in `tasks/t1/output/pool/gpu`. For every `+` of a granted pattern
+ * this adds a deny on the pattern with that `+` replaced by `+/+` (`tasks/*\/*\/status`,
+ * `clients/*\/*\/tasks/*\/status`, `clients/*\/tasks/*\/*\/status`, …). Each such deny has one
+ * literal `/` more than the grant, so it never matches a topic of the grant's own depth; and a
+ * deeper topic matching the grant has one of the grant's `*` spanning a `/`, so it matches the deny
+ * of that `*`. With its guards, every grant matches exactly the topics its MQTT pattern does (a
+ * trailing `#` is meant to span levels and gets none). Explicit deny wins in IoT policies, so an id
+ * equal to a topic word (e.g. a step named `status`, or `proposal` for hand-ins) can be unusable on
+ * IoT Core: it fails closed. IoT Core checks iot:Receive against the topic a message was published
+ * on, never `$share/…`, so a shared-subscription pattern is guarded for iot:Subscribe only.
  */
 function collisionGuards(statements: readonly PolicyStatement[]): { topic: string; action: string }[] {
   const guards: { topic: string; action: string }[] = [];
@@ -333,15 +341,37 @@ function collisionGuards(statements: readonly PolicyStatement[]): { topic: strin
     for (const action of st.actions) {
       if (action === 'connect') continue;
       for (const topic of st.topics) {
+        if (action === 'receive' && topic.startsWith('$share/')) continue;
         const s = topic.split('/');
-        if (s.length === 3 && TASK_ROOTS.includes(s[0] ?? '') && s[1] === '+' && s[2] !== '+' && s[2] !== '#') {
-          guards.push({ topic: `${s[0]}/+/+/${s[2]}`, action: iotAction[action] });
-          if (action === 'publish') guards.push({ topic: `${s[0]}/+/+/${s[2]}`, action: 'iot:RetainPublish' });
-        }
+        s.forEach((seg, i) => {
+          if (seg !== '+') return;
+          const guard = [...s.slice(0, i), '+', '+', ...s.slice(i + 1)].join('/');
+          guards.push({ topic: guard, action: iotAction[action] });
+          if (action === 'publish') guards.push({ topic: guard, action: 'iot:RetainPublish' });
+        });
       }
     }
   }
   return guards;
+}
+
+/**
+ * Whether every resource the IoT glob `pattern` matches is matched by `cover` too (`*` is the only
+ * wildcard the renderer writes). Decided by matching `cover` against `pattern` read as text, where a
+ * `*` of `pattern` can be consumed only by a `*` of `cover`: sound, which is all pruning needs.
+ */
+function globCovers(cover: string, pattern: string): boolean {
+  // reach[j]: cover[0..i) can match pattern[0..j)
+  let reach: boolean[] = Array.from({ length: pattern.length + 1 }, (_, j) => j === 0);
+  for (const c of cover) {
+    const next = new Array<boolean>(pattern.length + 1).fill(false);
+    for (let j = 0; j <= pattern.length; j += 1) {
+      if (c === '*') next[j] = reach[j] === true || (j > 0 && next[j - 1] === true);
+      else next[j] = j > 0 && reach[j - 1] === true && pattern[j - 1] === c && c !== '*';
+    }
+    reach = next;
+  }
+  return reach[pattern.length] === true;
 }
 
 function arnPrefix(opts: IotRenderOptions): string {
@@ -414,11 +444,19 @@ function renderGroups(groups: readonly ConditionedStatements[], opts: IotRenderO
         }
       }
     }
-    for (const guard of collisionGuards(group.statements)) {
-      // `topic*` covers both `topic/` and `topicfilter/` resources: one deny per word.
-      add('Deny', group.condition, `topic*/${iotTopicPattern(guard.topic)}`, guard.action);
-    }
   }
+  // `topic*` covers both `topic/` and `topicfilter/` resources: one deny per guard. A guard that
+  // another one under the same condition and action already covers is left out (it adds nothing
+  // but characters): `topic*/tasks/*\/*\/status` covers `topic*/clients/*\/tasks/*\/*\/status`.
+  const guards = groups.flatMap((group) => collisionGuards(group.statements).map((g) => ({
+    condition: group.condition, action: g.action, resource: `topic*/${iotTopicPattern(g.topic)}`,
+  })));
+  const sameSlot = (a: (typeof guards)[number], b: (typeof guards)[number]): boolean =>
+    a.action === b.action && JSON.stringify(a.condition ?? null) === JSON.stringify(b.condition ?? null);
+  guards.forEach((guard, i) => {
+    const covered = guards.some((other, j) => j !== i && sameSlot(guard, other) && other.resource !== guard.resource && globCovers(other.resource, guard.resource));
+    if (!covered) add('Deny', guard.condition, guard.resource, guard.action);
+  });
   const rank = (actions: string): number => ACTION_ORDER.indexOf(actions.split(',')[0] ?? '');
   const Statement: IotPolicyStatement[] = [];
   for (const effect of ['Allow', 'Deny'] as const) {
@@ -457,23 +495,42 @@ function renderParts(groups: readonly ConditionedStatements[], opts: IotRenderOp
   const denies: ConditionedStatements[] = groups
     .map((g) => ({ ...g, statements: g.statements.filter((s) => s.effect === 'deny') }))
     .filter((g) => g.statements.length > 0);
-  const units: ConditionedStatements[] = groups.flatMap((g) =>
-    g.statements.filter((s) => s.effect === 'allow').flatMap((s) => s.topics.map((topic) => ({ ...g, statements: [{ ...s, topics: [topic] }] }))));
+  // One unit per (condition, topic), its actions merged across statements: a topic granted twice
+  // (e.g. by a root statement and by the publication catalogue) then lands, with its guards, in one
+  // part instead of two.
+  const byTopic = new Map<string, { group: ConditionedStatements; statement: PolicyStatement; actions: Set<PolicyAction> }>();
+  for (const g of groups) {
+    for (const st of g.statements) {
+      if (st.effect !== 'allow') continue;
+      for (const topic of st.topics) {
+        const key = `${JSON.stringify(g.condition ?? null)}|${topic}`;
+        const unit = byTopic.get(key) ?? { group: g, statement: { ...st, topics: [topic] }, actions: new Set<PolicyAction>() };
+        for (const a of st.actions) unit.actions.add(a);
+        byTopic.set(key, unit);
+      }
+    }
+  }
+  const units: ConditionedStatements[] = [...byTopic.values()].map(({ group, statement, actions }) => ({
+    ...group,
+    statements: [{ ...statement, actions: [...actions] }],
+  }));
   const render = (chosen: readonly ConditionedStatements[]): IotPolicyDocument => renderGroups([...chosen, ...denies], opts);
-  const parts: IotPolicyDocument[] = [];
-  let current: ConditionedStatements[] = [];
+  // First fit: each grant goes into the first part it still fits in, so a large grant that opens a
+  // new part does not leave the room in earlier parts unused.
+  const bins: ConditionedStatements[][] = [];
   for (const unit of units) {
-    if (iotPolicySize(render([...current, unit])) <= maxChars) {
-      current.push(unit);
+    const bin = bins.find((b) => iotPolicySize(render([...b, unit])) <= maxChars);
+    if (bin !== undefined) {
+      bin.push(unit);
       continue;
     }
-    if (current.length === 0 || iotPolicySize(render([unit])) > maxChars) {
+    if (iotPolicySize(render([unit])) > maxChars) {
       throw new InvalidIdError(`IoT policy grant ${unit.statements[0]?.topics[0] ?? ''} with its guards and denies alone exceeds ${maxChars} characters`);
     }
-    parts.push(render(current));
-    current = [unit];
+    bins.push([unit]);
   }
-  if (current.length > 0 || parts.length === 0) parts.push(render(current));
+  const parts = bins.map(render);
+  if (parts.length === 0) parts.push(render([]));
   return parts;
 }
 

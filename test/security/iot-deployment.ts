@@ -10,6 +10,7 @@ import { DEFAULT_IOT_NAME_PREFIX, roleThingTypeName, type Role } from '../../cor
 import { buildPorchlight } from '../../infra/app';
 import type { NamedPolicy, PolicyDocumentJson } from './policy-evaluator';
 import { PROBE_SCOPE, type ArnScope } from './iot-authorizer';
+import { PROBE_POOLS } from './probe-matrix';
 
 /** Everything of a deployment that decides an MQTT or data-plane authorisation. */
 export interface IotDeployment {
@@ -66,8 +67,12 @@ function resolver(templates: readonly Template[], scope: ArnScope): (value: Json
  * reads its authorisation-relevant parts. Takes a few seconds.
  */
 export function loadIotDeployment(scope: ArnScope = PROBE_SCOPE): IotDeployment {
-  // Same context as infra/app.ts's createApp, minus bundling (the slow part) and cdk-nag (tested in test/infra).
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] }, postCliContext: { '@aws-cdk/core:defaultCrossStackReferences': 'strong' } });
+  // Same context as infra/app.ts's createApp, minus bundling (the slow part) and cdk-nag (tested in
+  // test/infra), plus the matrix's pools (`-c pools=…`), so their thing groups exist.
+  const app = new App({
+    context: { 'aws:cdk:bundling-stacks': [], pools: PROBE_POOLS.join(',') },
+    postCliContext: { '@aws-cdk/core:defaultCrossStackReferences': 'strong' },
+  });
   const stacks = buildPorchlight(app);
   const stateful = Template.fromStack(stacks.stateful);
   const service = Template.fromStack(stacks.service);

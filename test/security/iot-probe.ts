@@ -1,9 +1,10 @@
 /**
  * Decides probe-matrix rows on AWS: each identity is a thing of its own name, created with its
- * role's thing type, with its role's policy parts attached to its certificate and its
- * accreditation groups' policies inherited, exactly as the synthesized app defines them.
+ * role's thing type, with its role's policy parts attached to its certificate and the policies of
+ * its thing groups inherited — `accredit-<label>` for each accreditation, `pool-<name>` for each
+ * pool and `accredit-<label>-pool-<name>` for each pair — exactly as the synthesized app defines them.
  */
-import { accreditationGroupName } from '../../core/policy';
+import { accreditationGroupName, poolAccreditationGroupName, poolGroupName } from '../../core/policy';
 import { authorizeDataPlanePublish, authorizeMqtt, describeAuthorization, type IotConnection, type MqttOperation } from './iot-authorizer';
 import { groupPolicies, rolePolicyParts, roleThingType, type IotDeployment } from './iot-deployment';
 import { IDENTITIES, type FunctionProbeRow, type ProbeIdentity, type ProbeRow } from './probe-matrix';
@@ -15,9 +16,20 @@ export function iotConnection(deployment: IotDeployment, identity: ProbeIdentity
   const policies = [
     ...(identity.iotPolicyParts === 'first' ? parts.slice(0, 1) : parts),
     ...identity.accreditations.flatMap((a) => groupPolicies(deployment, accreditationGroupName(a))),
+    ...(identity.pools ?? []).flatMap((p) => [
+      ...requiredGroupPolicies(deployment, poolGroupName(p)),
+      ...identity.accreditations.flatMap((a) => requiredGroupPolicies(deployment, poolAccreditationGroupName(p, a))),
+    ]),
   ];
   const thingType = roleThingType(deployment, identity.role);
   return { clientId, certificateThings: [identity.id], policies, ...(thingType !== undefined ? { thingTypes: { [identity.id]: thingType } } : {}) };
+}
+
+/** A pool group's policies; throws when the deployment has none, so a membership never silently grants nothing. */
+function requiredGroupPolicies(deployment: IotDeployment, group: string): ReturnType<typeof groupPolicies> {
+  const policies = groupPolicies(deployment, group);
+  if (policies.length === 0) throw new Error(`the synthesized app has no policy on thing group ${group}; add the pool to PROBE_POOLS`);
+  return policies;
 }
 
 function operation(row: ProbeRow): MqttOperation {

@@ -210,7 +210,7 @@ async function publishAsFunctions(orchestrator: MqttClient, rows: readonly Funct
 export async function probeMosquitto(target: TestBroker, rows: readonly ProbeRow[] = ROWS, functionRows: readonly FunctionProbeRow[] = FUNCTION_ROWS): Promise<MosquittoProbe> {
   const verdicts = new Map<string, Observed>();
   const tls = Object.values(IDENTITIES).filter((i) => (i.transport ?? 'tls') === 'tls');
-  for (const identity of tls) await target.issue(identity.id, identity.role, identity.accreditations);
+  for (const identity of tls) await target.issue(identity.id, identity.role, identity.accreditations, identity.pools ?? []);
   const generatedAcl = await addWitness(target);
   const renderedAcl = renderMosquittoAcl({ identities: aclIdentities(await readIdentities(target.broker.caDir)) });
 

@@ -23,11 +23,17 @@
  * model does not block gets a `cannot` row plus an entry in {@link KNOWN_OPEN}.
  *
  * Names used by the rows (docs/PROTOCOL.md, "Two trees per task"): task `t1` belongs to
- * client-1 (its tree is `clients/client-1/tasks/t1/…`), its step `s1` is assigned to agent-a,
- * which is a member of pool `gpu`; task `t2` belongs to client-2, its steps `s1` and `pool` are
- * assigned to agent-b, and its pool `cpu` has no member among the probe agents; `t3` is a request
- * of client-1 carrying data class `phi` that was misfiled under `tasks/`; `patient-data/t9`
- * belongs to client-g and its step `s1` is assigned to agent-g.
+ * client-1 (its tree is `clients/client-1/tasks/t1/…`), its step `s1` is assigned to agent-a and
+ * its step `s2` is offered to pool `gpu`; task `t2` belongs to client-2, its steps `s1` and `pool`
+ * are assigned to agent-b; `t3` is a request of client-1 carrying data class `phi` that was
+ * misfiled under `tasks/`; `patient-data/t9` belongs to client-g, its step `s1` is assigned to
+ * agent-g and offered to pool `gpu`.
+ *
+ * Pools are membership (docs/PROTOCOL.md, "Pools are membership"): the deployment has the pools
+ * {@link PROBE_POOLS}; agent-a is a member of `gpu`, and so is agent-g (gdpr), which therefore also
+ * reads the pool's patient-data offers; agent-b is in no pool and nobody is in `cpu`. Locally the
+ * CA issues the identities with their pools; on AWS their things are in `pool-<name>` and, for
+ * each accreditation they hold, `accredit-<label>-pool-<name>`.
  */
 import type { Role } from '../../core/policy';
 import { FUNCTION_NAMES, type FunctionName } from '../../infra/rules/catalogue';
@@ -42,6 +48,12 @@ export interface ProbeIdentity {
   readonly role: Role;
   /** Accreditation labels: the local CA's registry locally, `accredit-<label>` thing groups on AWS. */
   readonly accreditations: readonly string[];
+  /**
+   * Pools the identity is a member of (agents only): the local CA's registry locally; on AWS the
+   * thing groups `pool-<name>` and `accredit-<label>-pool-<name>` for each of its accreditations.
+   * Every pool named must be one of {@link PROBE_POOLS}. @default []
+   */
+  readonly pools?: readonly string[];
   /**
    * `websocket`: the read-only browser view, which logs in with a password on Mosquitto's
    * WebSocket listener (no certificate; its id must be the listener's login, `ws-observer`, which
@@ -58,12 +70,15 @@ export interface ProbeIdentity {
   readonly iotPolicyParts?: 'all' | 'first';
 }
 
+/** The pools the synthesized deployment defines (its `pools` context). */
+export const PROBE_POOLS: readonly string[] = ['gpu', 'cpu'];
+
 /** The identities of the matrix, by id. */
 export const IDENTITIES: Readonly<Record<string, ProbeIdentity>> = Object.fromEntries(
   ([
-    { id: 'agent-a', role: 'agent', accreditations: [] },
+    { id: 'agent-a', role: 'agent', accreditations: [], pools: ['gpu'] },
     { id: 'agent-b', role: 'agent', accreditations: [] },
-    { id: 'agent-g', role: 'agent', accreditations: ['gdpr'] },
+    { id: 'agent-g', role: 'agent', accreditations: ['gdpr'], pools: ['gpu'] },
     { id: 'agent-part1', role: 'agent', accreditations: [], iotPolicyParts: 'first' },
     { id: 'client-1', role: 'client', accreditations: [] },
     { id: 'client-2', role: 'client', accreditations: [] },
@@ -125,7 +140,7 @@ export const ROWS: readonly ProbeRow[] = [
   can('agent-a', 'receive', 'tasks/t1/pool/gpu', "a pool member takes its pool's steps", { via: '$share/gpu/tasks/+/pool/gpu' }),
   can('agent-a', 'receive', 'tasks/t1/status', "an agent watches the agents' task status for cancellation"),
   can('agent-a', 'receive', 'agents/agent-a/errors', 'an agent reads why its own messages were rejected'),
-  can('agent-part1', 'receive', 'tasks/t1/request', 'the first part of the agent policy holds the grant on calls for bids', { via: 'tasks/+/request' }),
+  can('agent-part1', 'publish', 'tasks/t1/proposal/agent-part1', 'the first part of the agent policy holds the grant on bids'),
 
   // ---- agent: sessions, names and the orchestrator's topics -----------------------------------
   cannot('agent-a', 'connect', 'agent-b', "an agent takes over another agent's session"),
@@ -160,8 +175,8 @@ export const ROWS: readonly ProbeRow[] = [
   cannot('agent-a', 'receive', 'tasks/t2/assign/agent-b', "an agent reads another agent's assignment and fencing token", { via: 'tasks/+/assign/+' }),
   cannot('agent-a', 'receive', 'tasks/t2/assign/agent-b', "an agent reads another agent's assignment by its exact topic"),
   cannot('agent-a', 'receive', 'tasks/t1/assign/status', 'an agent reads the assignment of an agent whose id is a topic word (`*` spans levels on IoT)'),
-  cannot('agent-part1', 'receive', 'tasks/t1/assign/request', 'with only the first policy part attached, `tasks/*/request` reaches an assignment'),
-  cannot('agent-part1', 'receive', 'tasks/t1/assign/status', 'with only the first policy part attached, an assignment is reachable through a task-status grant'),
+  cannot('agent-part1', 'publish', 'tasks/t1/claim/proposal/agent-part1', 'with only the first policy part attached, the bid grant `tasks/*/proposal/<self>` reaches the claim of a step named `proposal`'),
+  cannot('agent-part1', 'publish', 'tasks/t1/output/s1/proposal', 'with only the first policy part attached, a hand-in grant reaches the hand-in of an agent named `proposal`'),
   cannot('agent-a', 'receive', 'tasks/t2/proposal/agent-b', "an agent reads its rivals' bids", { via: 'tasks/+/proposal/+' }),
   cannot('agent-a', 'receive', 'tasks/t2/output/s1/agent-b', "an agent reads another agent's handed-in output (and fencing token)", { via: 'tasks/+/output/+/+' }),
   cannot('agent-a', 'receive', 'tasks/t2/progress/s1/agent-b', "an agent reads another agent's handed-in progress", { via: 'tasks/+/progress/+/+' }),
@@ -179,6 +194,28 @@ export const ROWS: readonly ProbeRow[] = [
   cannot('agent-a', 'publish', 'patient-data/t9/proposal/agent-a', 'an agent without the gdpr accreditation bids on patient-data tasks'),
   cannot('agent-a', 'receive', 'tasks/t2/pool/cpu', "an agent reads the steps of a pool it is not a member of (inputs and fencing token)", { via: 'tasks/+/pool/+' }),
   cannot('agent-a', 'receive', 'tasks/t2/pool/cpu', "an agent joins the shared subscription of a pool it is not a member of", { via: '$share/cpu/tasks/+/pool/+' }),
+
+  // ---- pools are membership ------------------------------------------------------------------
+  can('agent-a', 'subscribe', 'tasks/+/pool/gpu', "a pool member subscribes to its pool's offers"),
+  can('agent-a', 'receive', 'tasks/t1/pool/gpu', "a pool member reads its pool's offers", { via: 'tasks/+/pool/gpu' }),
+  can('agent-a', 'publish', 'tasks/t1/claim/s2/agent-a', 'a pool member claims an offered step under its own name, to the orchestrator alone'),
+  cannot('agent-a', 'publish', 'tasks/t1/claim/s2/agent-b', "a pool member claims under another agent's name"),
+  cannot('agent-a', 'receive', 'tasks/t1/claim/s2/agent-b', "an agent reads other agents' claims", { via: 'tasks/+/claim/+/+' }),
+  cannot('agent-a', 'receive', 'patient-data/t9/pool/gpu', "a pool member without the gdpr accreditation reads its pool's patient-data offers", { via: 'patient-data/+/pool/gpu' }),
+  cannot('agent-a', 'receive', 'patient-data/t9/pool/gpu', "a pool member without the gdpr accreditation joins its pool's patient-data shared subscription", { via: '$share/gpu/patient-data/+/pool/gpu' }),
+  cannot('agent-a', 'publish', 'patient-data/t9/claim/s1/agent-a', 'a pool member without the gdpr accreditation claims a patient-data step'),
+  cannot('agent-a', 'receive', 'tasks/t2/output/pool/gpu', 'a pool member reads the hand-in of a step named `pool` by an agent named like the pool (`*` spans levels on IoT)'),
+  cannot('agent-a', 'subscribe', '$share/gpu/tasks/+/output/pool/gpu', 'a pool member subscribes to hand-ins through its shared-subscription grant (`*` spans levels on IoT)'),
+  cannot('agent-b', 'subscribe', 'tasks/+/pool/gpu', 'an agent in no pool subscribes to a pool'),
+  cannot('agent-b', 'receive', 'tasks/t1/pool/gpu', "an agent in no pool reads a pool's offers", { via: 'tasks/+/pool/gpu' }),
+  cannot('agent-b', 'receive', 'tasks/t1/pool/gpu', "an agent in no pool joins a pool's shared subscription", { via: '$share/gpu/tasks/+/pool/gpu' }),
+  cannot('agent-b', 'publish', 'tasks/t1/claim/s2/agent-b', 'an agent in no pool claims a pool step'),
+  cannot('agent-b', 'publish', 'tasks/t1/claim/proposal/agent-b', 'an agent in no pool claims a step named `proposal` through its bid grant (`*` spans levels on IoT)'),
+  can('agent-g', 'receive', 'tasks/t1/pool/gpu', "an accredited pool member reads its pool's offers under tasks/", { via: 'tasks/+/pool/gpu' }),
+  can('agent-g', 'receive', 'patient-data/t9/pool/gpu', "a gdpr-accredited pool member shares its pool's patient-data offers", { via: '$share/gpu/patient-data/+/pool/gpu' }),
+  can('agent-g', 'publish', 'patient-data/t9/claim/s1/agent-g', 'a gdpr-accredited pool member claims a patient-data step under its own name'),
+  cannot('agent-g', 'publish', 'patient-data/t9/claim/s1/agent-a', "an accredited pool member claims under another agent's name"),
+  cannot('agent-g', 'receive', 'patient-data/t9/pool/cpu', 'an accredited agent reads the patient-data offers of a pool it is not a member of', { via: 'patient-data/+/pool/cpu' }),
 
   // ---- accredited agent ----------------------------------------------------------------------
   can('agent-g', 'receive', 'patient-data/t9/request', 'a gdpr-accredited agent reads patient-data calls for bids', { via: 'patient-data/+/request' }),
@@ -246,6 +283,8 @@ export const ROWS: readonly ProbeRow[] = [
   cannot('client-1', 'receive', 'tasks/t1/status', "a client reads the agents' task status"),
   cannot('client-1', 'receive', 'tasks/t1/assign/agent-a', 'a client reads assignments and fencing tokens', { via: 'tasks/+/assign/+' }),
   cannot('client-1', 'receive', 'tasks/t1/pool/gpu', 'a client reads pool steps', { via: 'tasks/+/pool/+' }),
+  cannot('client-1', 'receive', 'tasks/t1/pool/gpu', "a client joins a pool's shared subscription", { via: '$share/gpu/tasks/+/pool/gpu' }),
+  cannot('client-1', 'publish', 'tasks/t1/claim/s2/client-1', 'a client claims a pool step through the agent patterns'),
   cannot('client-1', 'receive', 'tasks/t1/proposal/agent-a', 'a client reads bids', { via: 'tasks/+/proposal/+' }),
   cannot('client-1', 'receive', 'tasks/t1/output/s1/agent-a', 'a client reads outputs as handed in, fencing token included', { via: 'tasks/+/output/+/+' }),
   cannot('client-1', 'receive', 'agents/agent-a/telemetry', 'a client reads agent telemetry', { via: 'agents/+/telemetry' }),
@@ -289,12 +328,16 @@ export const ROWS: readonly ProbeRow[] = [
   can('porchlight-orchestrator', 'receive', 'tasks/t1/proposal/agent-a', 'the orchestrator collects bids', { via: 'tasks/+/proposal/+' }),
   can('porchlight-orchestrator', 'receive', 'tasks/t1/output/s1/agent-a', 'the orchestrator takes hand-in outputs', { via: 'tasks/+/output/+/+' }),
   can('porchlight-orchestrator', 'receive', 'tasks/t1/progress/s1/agent-a', 'the orchestrator takes hand-in progress', { via: 'tasks/+/progress/+/+' }),
+  can('porchlight-orchestrator', 'receive', 'tasks/t1/claim/s2/agent-a', 'the orchestrator takes claims', { via: 'tasks/+/claim/+/+' }),
   can('porchlight-orchestrator', 'receive', 'patient-data/t9/output/s1/agent-g', 'the orchestrator takes patient-data hand-ins', { via: 'patient-data/+/output/+/+' }),
   can('porchlight-orchestrator', 'receive', 'agents/agent-a/telemetry', 'the orchestrator keeps the registry', { via: 'agents/+/telemetry' }),
   cannot('porchlight-orchestrator', 'publish', 'clients/client-1/tasks/t1/request', "the orchestrator forges a client's request"),
   cannot('porchlight-orchestrator', 'publish', 'clients/client-1/tasks/t1/cancel', "the orchestrator forges a client's cancel"),
   cannot('porchlight-orchestrator', 'publish', 'tasks/t1/output/s1/agent-a', "the orchestrator forges an agent's hand-in"),
   cannot('porchlight-orchestrator', 'publish', 'tasks/t1/proposal/agent-a', "the orchestrator forges an agent's bid"),
+  cannot('porchlight-orchestrator', 'publish', 'tasks/t1/claim/s2/agent-a', "the orchestrator forges an agent's claim"),
+  cannot('porchlight-orchestrator', 'publish', 'tasks/t2/output/pool/agent-b', 'the orchestrator forges the hand-in of a step named `pool` through its offer grant (`*` spans levels on IoT)'),
+  cannot('porchlight-orchestrator', 'publish', 'tasks/t1/progress/assign/agent-a', 'the orchestrator forges progress of a step named `assign` through its assignment grant (`*` spans levels on IoT)'),
   cannot('porchlight-orchestrator', 'publish-retained', 'agents/agent-a/resume', "the orchestrator forges an agent's résumé"),
 
   // ---- observers -----------------------------------------------------------------------------
@@ -312,6 +355,12 @@ export const ROWS: readonly ProbeRow[] = [
   cannot('observer-1', 'receive', 'clients/client-1/tasks/t1/cancel', 'an observer reads cancel secrets', { via: 'clients/+/tasks/+/cancel' }),
   cannot('observer-1', 'receive', 'clients/client-1/tasks/t1/output/s1', 'an observer reads step outputs', { via: 'clients/+/tasks/+/output/+' }),
   cannot('observer-1', 'receive', 'clients/client-1/tasks/t1/output/status', 'an observer reads the output of a step whose id is `status` by its exact topic'),
+  cannot('observer-1', 'receive', 'clients/client-1/tasks/t1/progress/result', 'an observer reads the progress of a step whose id is `result` by its exact topic'),
+  cannot('observer-1', 'receive', 'clients/client-g/patient-data/tasks/output/status', 'an observer without the gdpr accreditation reads a patient-data output through the first `*` of its status grant (task `tasks`, step `status`)'),
+  cannot('observer-1', 'receive', 'tasks/t1/pool/gpu', 'an observer reads pool offers', { via: 'tasks/+/pool/+' }),
+  cannot('observer-1', 'receive', 'tasks/t1/pool/gpu', "an observer joins a pool's shared subscription", { via: '$share/gpu/tasks/+/pool/gpu' }),
+  cannot('observer-1', 'receive', 'tasks/t1/claim/s2/agent-a', 'an observer reads claims', { via: 'tasks/+/claim/+/+' }),
+  cannot('observer-1', 'publish', 'tasks/t1/claim/s2/observer-1', 'an observer claims a pool step through the agent patterns'),
   cannot('observer-1', 'receive', 'tasks/t1/request', 'an observer reads calls for bids', { via: 'tasks/+/request' }),
   cannot('observer-1', 'receive', 'tasks/t1/assign/agent-a', 'an observer reads assignments and fencing tokens', { via: 'tasks/+/assign/+' }),
   cannot('observer-1', 'receive', 'tasks/t1/output/s1/agent-a', 'an observer reads hand-ins', { via: 'tasks/+/output/+/+' }),
@@ -322,6 +371,7 @@ export const ROWS: readonly ProbeRow[] = [
   cannot('ws-observer', 'publish', 'clients/ws-observer/tasks/t1/request', 'the read-only web view submits tasks'),
   cannot('ws-observer', 'publish-retained', 'agents/agent-a/status', 'the read-only web view reports an agent offline'),
   cannot('ws-observer', 'receive', 'clients/client-1/tasks/t1/request', 'the web view reads requests', { via: 'clients/+/tasks/+/request' }),
+  cannot('ws-observer', 'receive', 'tasks/t1/pool/gpu', 'the web view reads pool offers', { via: 'tasks/+/pool/+' }),
   cannot('ws-observer', 'connect', 'porchlight-orchestrator', "the read-only web view takes over the orchestrator's session"),
   cannot('ws-observer', 'connect', 'agent-a', "the read-only web view takes over an agent's session"),
   cannot('ws-observer', 'connect', 'client-1', "the read-only web view takes over a client's session"),
@@ -408,22 +458,10 @@ export interface KnownOpen {
 /** Today's open attacks and missing rights. Remove an entry (or a key) once it is fixed. */
 export const KNOWN_OPEN: readonly KnownOpen[] = [
   {
-    name: "agents read every pool's steps",
-    on: ['mosquitto', 'iot'],
-    rows: ['agent-a receive tasks/t2/pool/cpu via tasks/+/pool/+', 'agent-a receive tasks/t2/pool/cpu via $share/cpu/tasks/+/pool/+'],
-    why: 'the model has no pool membership yet: every agent may read `<root>/+/pool/+` and join any `$share/<pool>/…` group, so it sees the inputs and fencing token of any pool step',
-  },
-  {
     name: 'agents retain their own hand-ins on Mosquitto',
     on: ['mosquitto'],
     rows: ['agent-a publish-retained tasks/t1/output/s1/agent-a'],
     why: "Mosquitto's acl_file grants `write`, which covers RETAIN; it has no iot:RetainPublish. Harmless: only the orchestrator reads hand-in topics, and its rules see each message once as published, never a retained copy (retain handling 2)",
-  },
-  {
-    name: '`*` spans levels in four- and five-level IoT grants',
-    on: ['iot'],
-    rows: ['agent-a receive tasks/t2/output/pool/agent-b', 'observer-1 receive clients/client-1/tasks/t1/output/status'],
-    why: 'the collision guards cover three-level grants (`<root>/+/<word>`) only: `topic/tasks/*/pool/*` also matches the hand-in `tasks/t2/output/pool/agent-b` of a step named `pool`, and `topic/clients/*/tasks/*/status` the output `…/output/status` of a step named `status`, so such a step\'s hand-in reaches every agent, and the output or progress of a step named `status` or `result` every observer, by its exact topic',
   },
   {
     name: 'Mosquitto grants every SUBSCRIBE',

@@ -7,6 +7,7 @@ import {
   FUNCTION_ROWS,
   IDENTITIES,
   KNOWN_OPEN,
+  PROBE_POOLS,
   ROWS,
   functionRowKey,
   rowKey,
@@ -62,6 +63,10 @@ export function matrixProblems(): string[] {
   const keys = new Set<string>();
   for (const identity of Object.values(IDENTITIES)) {
     if (!(ROLES as readonly string[]).includes(identity.role)) problems.push(`identity ${identity.id} has unknown role ${identity.role}`);
+    for (const pool of identity.pools ?? []) {
+      if (identity.role !== 'agent') problems.push(`identity ${identity.id} is a ${identity.role}; only agents can be pool members`);
+      if (!PROBE_POOLS.includes(pool)) problems.push(`identity ${identity.id} is in pool ${pool}, which is not one of PROBE_POOLS (the deployment would have no group for it)`);
+    }
   }
   for (const row of ROWS) {
     const key = rowKey(row);

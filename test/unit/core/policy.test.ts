@@ -339,6 +339,132 @@ describe('policy', () => {
     });
   });
 
+  describe('level guards (`*` spans levels)', () => {
+    // Each document is checked for the thing it applies to (an accreditation grant once per role).
+    // Tight limits force many parts, so each guard must land in the part of its own grant.
+    const tight = { ...OPTS, maxChars: 700 };
+    const tightConditioned = { ...OPTS, maxChars: 1000 };
+    const WORDS = ['request', 'status', 'result', 'cancel', 'proposal', 'assign', 'pool', 'claim', 'output', 'progress'];
+
+    /** Model statements behind each kind of deployable document, with the thing it is evaluated for. */
+    const documents: { name: string; parts: IotPolicyDocument[]; statements: ReturnType<typeof roleStatements>; thing: Thing }[] = [
+      ...ROLES.map((role) => ({ name: `${role} policy`, parts: renderIotPolicies(role, tight), statements: roleStatements(role), thing: { name: 'alice', type: roleThingTypeName(role === 'orchestrator' ? 'agent' : role) } })),
+      ...accreditableRoles().map((role) => ({
+        name: `gdpr grant for a ${role}`, parts: renderIotAccreditationPolicies('gdpr', tightConditioned), statements: accreditationGrant(role, 'gdpr'), thing: { name: 'alice', type: roleThingTypeName(role) },
+      })),
+      { name: 'pool gpu', parts: renderIotPoolPolicies('gpu', tightConditioned), statements: poolGrant('agent', 'gpu').filter((st) => st.topics.every((t) => !t.includes('patient-data'))), thing: { name: 'alice' } },
+      { name: 'gdpr pool gpu', parts: renderIotPoolPolicies('gpu', { ...tightConditioned, accreditation: 'gdpr' }), statements: poolGrant('agent', 'gpu', ['gdpr']).filter((st) => st.topics.some((t) => t.includes('patient-data'))), thing: { name: 'alice' } },
+    ];
+
+    const MODEL_ACTION = { 'iot:Publish': 'publish', 'iot:RetainPublish': 'publish', 'iot:Receive': 'receive', 'iot:Subscribe': 'subscribe' } as const;
+    /** Whether the statements grant `action` on `resource` in MQTT terms (`+` one level, `#` the rest). */
+    const meant = (statements: ReturnType<typeof roleStatements>, action: string, resource: string, self: string): boolean => {
+      const modelAction = MODEL_ACTION[action as keyof typeof MODEL_ACTION];
+      const topic = resource.replace(/^topic(filter)?\//, '');
+      return statements.some((st) => st.effect === 'allow' && st.actions.includes(modelAction)
+        && st.topics.some((t) => {
+          const pattern = t.split(SELF).join(self);
+          // A `$share/<group>/` filter is granted as written: its group is a literal level.
+          return pattern.startsWith('$share/') && !topic.startsWith('$share/') ? false : mqttMatches(pattern, topic);
+        }));
+    };
+
+    /**
+     * Topics (or filters) each granted resource reaches through a `*` that spans levels: one `*`
+     * spanning two levels, every other `*` one level. Ids are topic words where that is what
+     * would collide, plain ids otherwise.
+     */
+    const deeper = (resource: string, fill: string): string[] => {
+      const segs = resource.split('/');
+      const stars = segs.flatMap((seg, i) => (seg === '*' ? [i] : []));
+      return stars.flatMap((k) => WORDS.slice(0, 3).map((w) => segs.map((seg, i) => (i === k ? `${w}/${fill}` : seg === '*' ? fill : seg)).join('/')));
+    };
+
+    it.each(documents.map((d) => [d.name, d] as const))('makes every grant of the %s match exactly its MQTT levels, in every part on its own', (_name, doc) => {
+      let probed = 0;
+      for (const part of doc.parts) {
+        for (const st of part.Statement.filter((s) => s.Effect === 'Allow' && !s.Action.includes('iot:Connect') && conditionHolds(s.Condition, doc.thing))) {
+          for (const arn of st.Resource) {
+            const resource = arn.slice(ARN.length).split(THING_NAME_VARIABLE).join(doc.thing.name);
+            for (const action of st.Action) {
+              // The grant's own depth stays allowed…
+              const atDepth = resource.replace(/\*/g, 't1');
+              expect([action, atDepth, allows([part], action, atDepth, doc.thing)]).toEqual([action, atDepth, true]);
+              // …and nothing deeper is, unless the model grants that topic too (`#`).
+              for (const fill of ['t1', ...WORDS]) {
+                for (const deep of deeper(resource, fill)) {
+                  if (meant(doc.statements, action, deep, doc.thing.name)) continue;
+                  probed += 1;
+                  expect([action, deep, allows([part], action, deep, doc.thing)]).toEqual([action, deep, false]);
+                }
+              }
+            }
+          }
+        }
+      }
+      expect(probed).toBeGreaterThan(0);
+    });
+
+    it('denies an observer the outputs and progress of steps named `status` or `result`, and patient data through the client-id `*`', () => {
+      const docs = renderIotPolicies('observer', OPTS);
+      const observer = { name: 'observer-1', type: roleThingTypeName('observer') };
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/status', observer)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/result', observer)).toBe(true);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/output/status', observer)).toBe(false);
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/tasks/t1/progress/result', observer)).toBe(false);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/clients/+/tasks/+/output/status', observer)).toBe(false);
+      // The first `*` reaching into another root: task `tasks` of patient-data, step `status`.
+      expect(allows(docs, 'iot:Receive', 'topic/clients/c1/patient-data/tasks/output/status', observer)).toBe(false);
+      const gdpr = [...docs, ...renderIotAccreditationPolicies('gdpr', OPTS)];
+      expect(allows(gdpr, 'iot:Receive', 'topic/clients/c1/patient-data/t1/result', observer)).toBe(true);
+      expect(allows(gdpr, 'iot:Receive', 'topic/clients/c1/patient-data/t1/output/result', observer)).toBe(false);
+    });
+
+    it("keeps a pool member to its pool's offers: no hand-in or claim of a step named `pool` by an agent named like the pool", () => {
+      const member = { name: 'alice', type: roleThingTypeName('agent') };
+      const docs = [...renderIotPolicies('agent', OPTS), ...renderIotPoolPolicies('gpu', OPTS)];
+      expect(allows(docs, 'iot:Receive', 'topic/tasks/t1/pool/gpu', member)).toBe(true);
+      expect(allows(docs, 'iot:Subscribe', 'topicfilter/$share/gpu/tasks/+/pool/gpu', member)).toBe(true);
+      for (const kind of ['output', 'progress', 'claim']) {
+        expect(allows(docs, 'iot:Receive', `topic/tasks/t1/${kind}/pool/gpu`, member)).toBe(false);
+        expect(allows(docs, 'iot:Subscribe', `topicfilter/tasks/+/${kind}/pool/gpu`, member)).toBe(false);
+        expect(allows(docs, 'iot:Subscribe', `topicfilter/$share/gpu/tasks/+/${kind}/pool/gpu`, member)).toBe(false);
+      }
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/s2/alice', member)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/x/claim/s2/alice', member)).toBe(false);
+    });
+
+    it('keeps bids and hand-ins from reaching claims: an agent in no pool cannot claim a step named `proposal`', () => {
+      const docs = renderIotPolicies('agent', OPTS);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/proposal/alice', 'alice')).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/proposal/alice', 'alice')).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/output/s1/alice', 'alice')).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/x/output/s1/alice', 'alice')).toBe(false);
+    });
+
+    it('keeps the orchestrator from forging hand-ins through its assignment and offer grants', () => {
+      const docs = renderIotPolicies('orchestrator', OPTS);
+      const o = 'porchlight-orchestrator';
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/assign/a1', o)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/pool/gpu', o)).toBe(true);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/output/assign/a1', o)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/progress/pool/a1', o)).toBe(false);
+      expect(allows(docs, 'iot:Publish', 'topic/tasks/t1/claim/pool/a1', o)).toBe(false);
+    });
+
+    it('grants each topic once per condition across the parts, so its guards are not repeated', () => {
+      for (const role of ROLES) {
+        const seen = new Map<string, number>();
+        for (const part of renderIotPolicies(role, tight)) {
+          for (const st of part.Statement.filter((s) => s.Effect === 'Allow')) {
+            for (const r of st.Resource) seen.set(r, (seen.get(r) ?? 0) + 1);
+          }
+        }
+        expect([role, [...seen].filter(([, n]) => n > 1)]).toEqual([role, []]);
+      }
+    });
+  });
+
   describe('renderIotAccreditationPolicies', () => {
     const grant = renderIotAccreditationPolicies('gdpr', OPTS);
     const as = (role: Role, name: string): Thing => ({ name, type: roleThingTypeName(role) });

@@ -111,10 +111,11 @@ export class InMemoryJournal implements AssignmentJournal {
   }
 
   /** {@inheritDoc AssignmentJournal.record} */
-  async record(entry: JournalEntry): Promise<void> {
-    if (this.closed) throw new Error('journal is closed');
+  record(entry: JournalEntry): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('journal is closed'));
     this.history.push(entry);
     this.entries.set(journalKeyText(entry), entry);
+    return Promise.resolve();
   }
 
   /** Drops entries past their deadline plus the margin; returns how many were dropped. */
@@ -136,8 +137,9 @@ export class InMemoryJournal implements AssignmentJournal {
   }
 
   /** {@inheritDoc AssignmentJournal.close} */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
+    return Promise.resolve();
   }
 }
 

@@ -496,6 +496,8 @@ export class AgentRuntime implements RunningAgent {
       } catch (err) {
         throw new StepError('journal-unavailable', `agent ${this.id} could not journal the step's start, so it did not run it: ${errorMessage(err)}`, { retryable: true });
       }
+      // The task may have ended or the step moved on while the start was being written.
+      if (signal.aborted) throw signal.reason;
       if (execution.resumed) execution.log.warn('resuming a step a previous attempt started and did not finish; its effect may have happened');
       const ctx: ExecuteContext = {
         agentId: this.id,

@@ -2,7 +2,10 @@
  * The agent runtime: birth (retained résumé and status, last will), bidding on requests,
  * claiming pool offers, executing assignments under fencing, cancellation, deadlines and bounded concurrency,
  * progress, telemetry and a graceful drain. It talks to the broker only through {@link MqttBus}.
+ * What it did with each assignment is kept in an {@link AssignmentJournal}, so a restarted agent
+ * answers a redelivered assignment from it instead of repeating the step's effect.
  */
+import { join } from 'node:path';
 import {
   Assignment,
   Artifacts,
@@ -28,7 +31,8 @@ import { ConcurrencyGate } from './concurrency-gate';
 import { CoalescingThrottle } from './coalescing-throttle';
 import { ineligibilityReason, subscriptionPlan } from './eligibility';
 import { ExecutionAbortedError, MqttOperationError, StepError } from './errors';
-import type { RuntimeFaults } from './fault-injection';
+import type { KillPoint, RuntimeFaults } from './fault-injection';
+import { FileJournal, InMemoryJournal, idempotencyKeyFor, type AssignmentJournal, type JournalKey, type JournalState } from './journal';
 import { createJsonLogger, type AgentLogger, type LogLevel } from './logger';
 import { LruSet } from './lru-set';
 import { Mqtt5Bus, type AgentConnection, type InboundMessage, type MqttBus, type Mqtt5BusOptions } from './mqtt-bus';
@@ -59,8 +63,15 @@ export interface AgentRuntimeOptions {
   readonly dedupeCapacity?: number;
   /** Attempts for a retained output publish. @default 3 */
   readonly publishAttempts?: number;
-  /** Test-only fault injection (duplicate inbound delivery). @default none */
+  /** Test-only fault injection (duplicate inbound delivery, a kill after an effect). @default none */
   readonly faults?: RuntimeFaults;
+  /**
+   * Where the agent keeps what it did with each assignment. An in-memory journal (the default
+   * here) only deduplicates within this process; {@link runAgent} opens a {@link FileJournal}, which
+   * survives a restart. The runtime closes it when it stops.
+   * @default a new InMemoryJournal
+   */
+  readonly journal?: AssignmentJournal;
 }
 
 /** Options for {@link runAgent}: runtime tuning plus MQTT connection tuning. */
@@ -68,6 +79,17 @@ export interface RunAgentOptions extends AgentRuntimeOptions {
   readonly mqtt?: Omit<Mqtt5BusOptions, 'will' | 'log'>;
   /** Opens the connection; tests or other transports may replace it. @default Mqtt5Bus.connect */
   readonly connect?: (conn: AgentConnection, clientId: string, options: Mqtt5BusOptions) => Promise<MqttBus>;
+  /**
+   * The journal file, used when `journal` is not given. It must belong to this agent alone and
+   * outlive the process (a volume, not a container's scratch space), or a restart loses it.
+   * @default `.porchlight/agents/{agentId}/journal.jsonl` under the working directory
+   */
+  readonly journalPath?: string;
+}
+
+/** Where {@link runAgent} keeps an agent's journal when no path is given, relative to `cwd`. */
+export function defaultJournalPath(agentId: string, cwd: string = process.cwd()): string {
+  return join(cwd, '.porchlight', 'agents', agentId, 'journal.jsonl');
 }
 
 /** Current load. */
@@ -100,6 +122,10 @@ interface Execution {
   readonly progressTopic: string;
   readonly controller: AbortController;
   readonly log: AgentLogger;
+  /** The (task, step, epoch) in the journal. */
+  readonly key: JournalKey;
+  /** Started before (by this process or a predecessor) and never finished. */
+  readonly resumed: boolean;
   charged: number | undefined;
   finished: boolean;
 }
@@ -139,6 +165,8 @@ export class AgentRuntime implements RunningAgent {
   private readonly telemetryIntervalMs: number;
   private readonly publishAttempts: number;
   private readonly faults: RuntimeFaults | undefined;
+  private readonly killAfterEffect: { readonly point: KillPoint; readonly kill: () => void } | undefined;
+  private readonly journal: AssignmentJournal;
   /** Messages received before the agent came online; undefined once it has. */
   private beforeOnline: InboundMessage[] | undefined = [];
   private state: AgentState = 'offline';
@@ -158,6 +186,9 @@ export class AgentRuntime implements RunningAgent {
     this.telemetryIntervalMs = options.telemetryIntervalMs ?? 10_000;
     this.publishAttempts = options.publishAttempts ?? 3;
     this.faults = options.faults !== undefined && options.faults.duplicateRate > 0 ? options.faults : undefined;
+    const killPoint = options.faults?.killAfterEffect;
+    this.killAfterEffect = killPoint === undefined ? undefined : { point: killPoint, kill: options.faults?.kill ?? (() => process.kill(process.pid, 'SIGKILL')) };
+    this.journal = options.journal ?? new InMemoryJournal();
     this.gate = new ConcurrencyGate(def.maxConcurrent, options.maxQueued ?? def.maxConcurrent, (e) => this.runExecution(e));
     this.seenAssignments = new LruSet(options.dedupeCapacity ?? 10_000);
     this.seenRequests = new LruSet(options.dedupeCapacity ?? 10_000);
@@ -367,8 +398,24 @@ export class AgentRuntime implements RunningAgent {
       return;
     }
     const { taskId, stepId, epoch } = assignment;
+    // Within this process the in-memory set is enough (the first delivery is running or has
+    // published its output); the journal answers for what earlier processes did.
     if (!this.seenAssignments.add(`${taskRoot}/${taskId}/${stepId}/${epoch}`)) {
       this.log.info('duplicate assignment ignored', { taskId, stepId, epoch });
+      return;
+    }
+    const key: JournalKey = { taskRoot, taskId, stepId, epoch };
+    const log = this.log.child({ taskId, stepId, epoch });
+    const journaled = this.journal.lookup(key);
+    if (journaled?.state === 'finished' && journaled.output !== undefined) {
+      // Executing again would repeat the effect; the output it produced is exactly what the
+      // orchestrator is still waiting for (same token, same epoch).
+      log.info('assignment already finished; republishing its journaled output', { finishedAt: journaled.at });
+      this.fireAndLog(this.sendOutput(journaled.output.topic, journaled.output.payload, log), 'could not republish a journaled output', { taskId, stepId });
+      return;
+    }
+    if (journaled?.state === 'abandoned') {
+      log.info('assignment ignored: it was aborted before (task ended or step re-assigned)', { abandonedAt: journaled.at });
       return;
     }
     const execution: Execution = {
@@ -377,7 +424,9 @@ export class AgentRuntime implements RunningAgent {
       statusTopic: topics.taskStatus(taskId, taskRoot),
       progressTopic: topics.taskProgress(taskId, stepId, this.id, taskRoot),
       controller: new AbortController(),
-      log: this.log.child({ taskId, stepId, epoch }),
+      log,
+      key,
+      resumed: journaled?.state === 'started',
       charged: undefined,
       finished: false,
     };
@@ -401,7 +450,29 @@ export class AgentRuntime implements RunningAgent {
       refuse({ code: 'busy', message: `agent ${this.id} is at capacity (${load.active} running, ${load.queued} queued)`, retryable: true });
       return;
     }
-    execution.log.info(decision === 'started' ? 'assignment started' : 'assignment queued', { skill: assignment.skill });
+    execution.log.info(decision === 'started' ? 'assignment started' : 'assignment queued', { skill: assignment.skill, resumed: execution.resumed });
+    if (!execution.resumed) this.fireAndLog(this.journalEntry(execution, 'received'), 'could not journal a received assignment', { taskId, stepId });
+  }
+
+  /** Records `state` for the execution's (task, step, epoch); durable for started and finished. */
+  private journalEntry(execution: Execution, state: JournalState, output?: { topic: string; payload: string }): Promise<void> {
+    return this.journal.record({
+      ...execution.key,
+      state,
+      deadline: execution.assignment.deadline,
+      at: new Date(this.scheduler.now()).toISOString(),
+      ...(output === undefined ? {} : { output }),
+    });
+  }
+
+  /** Test-only: dies here when the kill fault is set for `point`; never returns then. */
+  private async maybeKill(execution: Execution, point: KillPoint): Promise<void> {
+    const fault = this.killAfterEffect;
+    if (fault === undefined || fault.point !== point) return;
+    execution.log.warn('fault injection: killing the process after the effect', { point });
+    fault.kill();
+    // SIGKILL may take a moment to land; nothing of this execution may happen meanwhile.
+    await new Promise<never>(() => undefined);
   }
 
   private async runExecution(execution: Execution): Promise<void> {
@@ -418,11 +489,23 @@ export class AgentRuntime implements RunningAgent {
     try {
       await this.watch(execution);
       if (signal.aborted) throw signal.reason;
+      try {
+        // Durable before execute(): a process that dies during the effect leaves `started`
+        // behind, and its successor resumes with the same idempotency key instead of starting afresh.
+        await this.journalEntry(execution, 'started');
+      } catch (err) {
+        throw new StepError('journal-unavailable', `agent ${this.id} could not journal the step's start, so it did not run it: ${errorMessage(err)}`, { retryable: true });
+      }
+      // The task may have ended or the step moved on while the start was being written.
+      if (signal.aborted) throw signal.reason;
+      if (execution.resumed) execution.log.warn('resuming a step a previous attempt started and did not finish; its effect may have happened');
       const ctx: ExecuteContext = {
         agentId: this.id,
         taskRoot: execution.taskRoot,
         signal,
         log: execution.log,
+        idempotencyKey: idempotencyKeyFor(execution.key),
+        resumed: execution.resumed,
         progress: (fraction, message) => this.reportProgress(execution, fraction, message),
         charge: (usd) => {
           if (Number.isFinite(usd) && usd >= 0) execution.charged = (execution.charged ?? 0) + usd;
@@ -432,6 +515,7 @@ export class AgentRuntime implements RunningAgent {
       const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
       // execute() should honour the signal, but an agent that ignores it must not hold a slot forever.
       const output = await Promise.race([this.def.execute(a, ctx), aborted]);
+      await this.maybeKill(execution, 'before-journal');
       result = this.checkOutput(a, output);
     } catch (err) {
       if (signal.aborted && signal.reason instanceof ExecutionAbortedError) result = { aborted: signal.reason };
@@ -451,13 +535,16 @@ export class AgentRuntime implements RunningAgent {
       execution.log.info('execution aborted', { kind, reason: message, ms });
       if (kind === 'deadline') {
         this.telemetry.record({ ok: false, usd, ms, at: this.scheduler.now() });
-        await this.publishOutput(execution, { ok: false, error: { code: 'deadline-exceeded', message, retryable: false } }, ms, usd);
+        await this.finishAndPublish(execution, { ok: false, error: { code: 'deadline-exceeded', message, retryable: false } }, ms, usd);
       } else if (kind === 'shutdown') {
-        await this.publishOutput(execution, { ok: false, error: { code: 'agent-shutdown', message, retryable: true } }, ms, usd);
+        await this.finishAndPublish(execution, { ok: false, error: { code: 'agent-shutdown', message, retryable: true } }, ms, usd);
+      } else {
+        // Nobody will accept an output for this epoch: a redelivery must not run it again.
+        await this.journalEntry(execution, 'abandoned').catch((err: unknown) => execution.log.warn('could not journal an abandoned step', { error: errorMessage(err) }));
       }
     } else {
       this.telemetry.record({ ok: result.ok, usd, ms, at: this.scheduler.now() });
-      await this.publishOutput(execution, result, ms, usd);
+      await this.finishAndPublish(execution, result, ms, usd);
       execution.log.info(result.ok ? 'step completed' : 'step failed', { ms, usd, ...(result.ok ? {} : { error: result.error }) });
     }
     this.running.delete(execution);
@@ -480,12 +567,13 @@ export class AgentRuntime implements RunningAgent {
     return { ok: true, output: artifacts };
   }
 
-  private async publishOutput(
+  /** The output's topic and exact payload, as it is journaled and published. */
+  private buildOutput(
     execution: Execution,
     result: { ok: true; output: Artifacts } | { ok: false; error: StepError_ },
     ms: number,
-    usd = 0,
-  ): Promise<void> {
+    usd: number,
+  ): { topic: string; payload: string } {
     const a = execution.assignment;
     const fence = { v: SCHEMA_VERSION, taskId: a.taskId, stepId: a.stepId, epoch: a.epoch, token: a.token, usage: { usd, ms } };
     let payload = JSON.stringify({ ...fence, ...result } satisfies StepOutput);
@@ -496,17 +584,55 @@ export class AgentRuntime implements RunningAgent {
       payload = JSON.stringify({ ...fence, ok: false, error } satisfies StepOutput);
     }
     // Handed to the orchestrator alone, never retained: what clients read is the orchestrator's copy.
-    const topic = topics.taskOutput(a.taskId, a.stepId, this.id, execution.taskRoot);
+    return { topic: topics.taskOutput(a.taskId, a.stepId, this.id, execution.taskRoot), payload };
+  }
+
+  /** Publishes an output without journaling it: refusals of steps that never ran. */
+  private async publishOutput(
+    execution: Execution,
+    result: { ok: true; output: Artifacts } | { ok: false; error: StepError_ },
+    ms: number,
+    usd = 0,
+  ): Promise<void> {
+    const { topic, payload } = this.buildOutput(execution, result, ms, usd);
+    await this.sendOutput(topic, payload, execution.log);
+  }
+
+  /**
+   * Journals the output of a step that ran as finished (durably), then publishes it. Once it is
+   * journaled, a redelivery of the assignment, even to a restarted process, republishes this
+   * same payload rather than running the step again.
+   */
+  private async finishAndPublish(
+    execution: Execution,
+    result: { ok: true; output: Artifacts } | { ok: false; error: StepError_ },
+    ms: number,
+    usd: number,
+  ): Promise<void> {
+    const output = this.buildOutput(execution, result, ms, usd);
+    try {
+      await this.journalEntry(execution, 'finished', output);
+    } catch (err) {
+      // Publishing still helps the orchestrator now; only a later redelivery would run the step
+      // again, as a resumed attempt (the journal says started) with the same idempotency key.
+      execution.log.error('could not journal the finished step; publishing its output anyway', { error: errorMessage(err) });
+    }
+    await this.maybeKill(execution, 'before-publish');
+    await this.sendOutput(output.topic, output.payload, execution.log);
+  }
+
+  /** Publishes an output (QoS 1, not retained), retrying with backoff. */
+  private async sendOutput(topic: string, payload: string, log: AgentLogger): Promise<void> {
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.bus.publish(topic, payload, { qos: 1, retain: false });
         return;
       } catch (err) {
         if (attempt >= this.publishAttempts) {
-          execution.log.error('output publish failed; the lease will expire and the step be re-assigned', { topic, attempts: attempt, error: errorMessage(err) });
+          log.error('output publish failed; the lease will expire and the step be re-assigned', { topic, attempts: attempt, error: errorMessage(err) });
           return;
         }
-        execution.log.warn('output publish failed; retrying', { topic, attempt, error: errorMessage(err) });
+        log.warn('output publish failed; retrying', { topic, attempt, error: errorMessage(err) });
         await new Promise<void>((resolve) => this.scheduler.setTimeout(resolve, 250 * 2 ** (attempt - 1)));
       }
     }
@@ -657,6 +783,7 @@ export class AgentRuntime implements RunningAgent {
     this.state = 'offline';
     await this.publishStatus().catch((err: unknown) => this.log.warn('could not publish status offline', { error: errorMessage(err) }));
     await this.bus.stop();
+    await this.journal.close().catch((err: unknown) => this.log.warn('could not close the journal', { error: errorMessage(err) }));
     this.log.info('agent stopped');
     this.resolveStopped();
   }
@@ -674,22 +801,35 @@ export class AgentRuntime implements RunningAgent {
  * Connects `def` to the broker with mutual TLS and starts it. The last will (retained status
  * offline) is registered in the CONNECT packet, so a crash or a cut connection marks the agent
  * offline without its help.
- * @throws ConnectTimeoutError, MqttOperationError (a refused subscription or birth publish)
+ * The assignment journal is opened first (`journal`, or a {@link FileJournal} at `journalPath`).
+ * @throws ConnectTimeoutError, MqttOperationError (a refused subscription or birth publish), or the file system's error when the journal cannot be opened
  */
 export async function runAgent(def: AgentDefinition, conn: AgentConnection, options: RunAgentOptions = {}): Promise<RunningAgent> {
   const log = options.log ?? createJsonLogger({ agentId: def.id }, options.logLevel ?? 'info');
   const will: AgentStatus = { v: SCHEMA_VERSION, state: 'offline', reason: 'connection lost (last will)', load: { active: 0, max: def.maxConcurrent } };
   const connect = options.connect ?? ((c, id, o) => Mqtt5Bus.connect(c, id, o));
-  const bus = await connect(conn, conn.clientId ?? def.id, {
-    ...options.mqtt,
-    will: { topic: topics.agentStatus(def.id), payload: JSON.stringify(will), retain: true },
-    log,
-  });
-  const runtime = new AgentRuntime(def, bus, { ...options, log });
+  // Opened before connecting: a rejoined session may deliver a redelivered assignment at once,
+  // and the journal must already say what became of it.
+  const journalPath = options.journalPath ?? defaultJournalPath(def.id);
+  const journal = options.journal ?? (await FileJournal.open(journalPath, { log }));
+  if (options.journal === undefined) log.info('assignment journal open', { path: journalPath, entries: (journal as FileJournal).size });
+  let bus: MqttBus;
+  try {
+    bus = await connect(conn, conn.clientId ?? def.id, {
+      ...options.mqtt,
+      will: { topic: topics.agentStatus(def.id), payload: JSON.stringify(will), retain: true },
+      log,
+    });
+  } catch (err) {
+    await journal.close();
+    throw err;
+  }
+  const runtime = new AgentRuntime(def, bus, { ...options, log, journal });
   try {
     await runtime.start();
   } catch (err) {
     await bus.stop();
+    await journal.close();
     throw err;
   }
   return runtime;

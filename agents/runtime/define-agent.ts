@@ -39,6 +39,21 @@ export interface ExecuteContext {
    */
   charge(usd: number): void;
   readonly log: AgentLogger;
+  /**
+   * Stable for this (task, step, epoch): the same on every delivery of the assignment and after
+   * the agent process restarts, different for every other epoch (64 hex characters). An agent
+   * whose effect is outside this process (a payment, an e-mail, a row in someone's database)
+   * must pass it to that system, or record it with the effect and look it up first, so that a
+   * resumed attempt does not repeat the effect.
+   */
+  readonly idempotencyKey: string;
+  /**
+   * True when this (task, step, epoch) was started before, by this process or a predecessor with
+   * the same journal, and never finished: the effect may already have happened. Check it by
+   * `idempotencyKey` before doing it again, and return what the first attempt produced.
+   * (An attempt that finished is never executed again: the runtime republishes its output.)
+   */
+  readonly resumed: boolean;
 }
 
 /** An agent, as the author writes it. */

@@ -12,11 +12,17 @@ import { createJsonLogger, isLogLevel } from './logger';
 /** Exit codes of an agent process. */
 export const EXIT = { ok: 0, failure: 1, config: 2 } as const;
 
+/** The environment variable naming the assignment journal file. */
+export const JOURNAL_ENV = 'PORCHLIGHT_JOURNAL';
+
 /**
  * Starts the agent that `create` builds for the id in PORCHLIGHT_AGENT_ID and keeps it running
  * until SIGTERM or SIGINT, then drains it and exits. A second signal exits at once.
- * PORCHLIGHT_LOG_LEVEL (debug|info|warn|error) sets the log level. PORCHLIGHT_FAULT_DUPLICATE_RATE
- * (and PORCHLIGHT_FAULT_SEED) turn on test-only duplicate delivery, see fault-injection.ts.
+ * PORCHLIGHT_LOG_LEVEL (debug|info|warn|error) sets the log level. PORCHLIGHT_JOURNAL is the
+ * assignment journal file (default `.porchlight/agents/{agentId}/journal.jsonl` under the working
+ * directory); it must survive a restart of the process for a redelivered assignment not to run
+ * its effect twice. PORCHLIGHT_FAULT_DUPLICATE_RATE (and PORCHLIGHT_FAULT_SEED) and
+ * PORCHLIGHT_FAULT_KILL_AFTER_EFFECT turn on test-only faults, see fault-injection.ts.
  */
 export async function runAgentProcess(
   create: (agentId: string) => AgentDefinition | AgentDefinitionInput,
@@ -71,7 +77,13 @@ export async function runAgentProcess(
   // Handlers go in before the connection: a signal during birth must drain, not kill.
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  if (faults !== undefined) log.warn('test-only fault injection is on', { duplicateRate: faults.duplicateRate });
-  started.agent = await runAgent(def, settings.connection, { ...options, ...(faults === undefined ? {} : { faults }), log });
+  if (faults !== undefined) log.warn('test-only fault injection is on', { duplicateRate: faults.duplicateRate, killAfterEffect: faults.killAfterEffect });
+  const journalPath = (env[JOURNAL_ENV] ?? '').trim();
+  started.agent = await runAgent(def, settings.connection, {
+    ...options,
+    ...(faults === undefined ? {} : { faults }),
+    ...(journalPath === '' ? {} : { journalPath }),
+    log,
+  });
   if (started.pending !== undefined) drain(started.agent, started.pending);
 }

@@ -10,9 +10,14 @@
  * `{taskId, stepId, epoch, agentId, effectId}` to an effect ledger file and returns the effect id
  * in its output. The ledger is what proves, after a chaos run, that no accepted step's effect
  * happened twice: an accepted output's (task, step, epoch) must have exactly one ledger line.
+ *
+ * The ledger stands for an external effect, so it is keyed the way one should be: each line
+ * carries the attempt's `ctx.idempotencyKey`, and a resumed attempt (its predecessor process
+ * died after starting it) first looks the key up and, when the effect is there, returns it
+ * instead of appending a second line.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { defineAgent, type AgentDefinition } from '../../runtime/define-agent';
 import { ExecutionAbortedError, StepError } from '../../runtime/errors';
 import type { Assignment, JsonValue } from '../../../core/schemas';
@@ -34,6 +39,10 @@ export interface EffectLine {
   readonly agentId: string;
   readonly effectId: string;
   readonly at: string;
+  /** The runtime's idempotency key of the attempt (absent in ledgers written before it existed). */
+  readonly idempotencyKey?: string;
+  /** The step's digest, so a resumed attempt can return what the first one produced. */
+  readonly digest?: string;
 }
 
 /** The artifact a chaos step produces. */
@@ -79,6 +88,31 @@ export function appendEffect(ledgerPath: string, line: EffectLine): void {
   }
 }
 
+/**
+ * The ledger line recorded under `idempotencyKey`, if any. A resumed attempt is rare (its
+ * process died mid-step), so scanning the file is cheap enough; a line cut short by a crash
+ * is not an effect and is skipped.
+ */
+export function findEffect(ledgerPath: string, idempotencyKey: string): EffectLine | undefined {
+  let text: string;
+  try {
+    text = readFileSync(ledgerPath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes(idempotencyKey)) continue;
+    try {
+      const parsed = JSON.parse(line) as EffectLine;
+      if (parsed.idempotencyKey === idempotencyKey) return parsed;
+    } catch {
+      // a torn line: not a recorded effect
+    }
+  }
+  return undefined;
+}
+
 /** Iterated SHA-256 over the step's inputs until `until` (epoch ms) or an abort, yielding between rounds. */
 async function hashUntil(seed: string, until: number, signal: AbortSignal): Promise<string> {
   let digest = createHash('sha256').update(seed).digest('hex');
@@ -119,11 +153,21 @@ export function createChaosWorker(id: string, options: ChaosWorkerOptions): Agen
     async execute(assignment, ctx) {
       const missing = spec.consumes.filter((n) => assignment.inputs[n] === undefined);
       if (missing.length > 0) throw new StepError('invalid-input', `step ${assignment.stepId} needs ${missing.join(', ')}`, { retryable: false });
+      if (ctx.resumed) {
+        // The previous attempt may have done the effect before its process died: do not do it twice.
+        const done = findEffect(options.ledgerPath, ctx.idempotencyKey);
+        if (done !== undefined) {
+          ctx.log.info('effect already in the ledger; returning it', { effectId: done.effectId });
+          const artifact: EffectArtifact = { effect: done.effectId, digest: done.digest ?? '', agentId: done.agentId, epoch: done.epoch };
+          return { [spec.produces]: artifact as unknown as JsonValue };
+        }
+      }
       const until = Date.now() + minMs + random() * (maxMs - minMs);
       const digest = await hashUntil(inputText(assignment, spec.consumes), until, ctx.signal);
       const effectId = `${id}:${randomUUID()}`;
       appendEffect(options.ledgerPath, {
         taskId: assignment.taskId, stepId: assignment.stepId, epoch: assignment.epoch, agentId: id, effectId, at: new Date().toISOString(),
+        idempotencyKey: ctx.idempotencyKey, digest,
       });
       const artifact: EffectArtifact = { effect: effectId, digest, agentId: id, epoch: assignment.epoch };
       return { [spec.produces]: artifact as unknown as JsonValue };

@@ -3,9 +3,13 @@
  * PORCHLIGHT_KEY, PORCHLIGHT_CA and PORCHLIGHT_AGENT_ID, plus
  *   PORCHLIGHT_CHAOS_SKILL   chaos-a | chaos-b
  *   PORCHLIGHT_EFFECT_LEDGER the effect ledger file (appended to)
+ * and optionally PORCHLIGHT_JOURNAL. Without it the assignment journal lives next to the ledger,
+ * in `journals/{agentId}.jsonl`, so a run's journals stay in the run's state directory and a
+ * restarted worker finds its predecessor's.
  */
+import { dirname, join } from 'node:path';
 import { ConfigError } from '../../../core/errors';
-import { EXIT, runAgentProcess } from '../../runtime/run-process';
+import { EXIT, JOURNAL_ENV, runAgentProcess } from '../../runtime/run-process';
 import { CHAOS_SKILLS, createChaosWorker, type ChaosSkill } from './agent';
 
 function settings(env: NodeJS.ProcessEnv): { skill: ChaosSkill; ledgerPath: string } {
@@ -20,7 +24,11 @@ function settings(env: NodeJS.ProcessEnv): { skill: ChaosSkill; ledgerPath: stri
 
 try {
   const { skill, ledgerPath } = settings(process.env);
-  runAgentProcess((agentId) => createChaosWorker(agentId, { skill, ledgerPath })).catch((err: unknown) => {
+  const agentId = (process.env.PORCHLIGHT_AGENT_ID ?? '').trim();
+  const env = (process.env[JOURNAL_ENV] ?? '').trim() === '' && agentId !== ''
+    ? { ...process.env, [JOURNAL_ENV]: join(dirname(ledgerPath), 'journals', `${agentId}.jsonl`) }
+    : process.env;
+  runAgentProcess((id) => createChaosWorker(id, { skill, ledgerPath }), {}, env).catch((err: unknown) => {
     process.stderr.write(`chaos-worker: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(EXIT.failure);
   });

@@ -84,7 +84,9 @@ async function startAgent(script: string, agentId: string): Promise<AgentProcess
   const child = spawnAgentProcess(
     join(ROOT, script),
     { agentId, host: 'localhost', port: broker.mqttPort, caPath: cert.caPath, certPath: cert.certPath, keyPath: cert.keyPath },
-    { PORCHLIGHT_LOG_LEVEL: 'info' },
+    // The journal lives with this run's state: one left under the working directory by an earlier
+    // run would answer this run's assignments (same task ids) from its entries.
+    { PORCHLIGHT_LOG_LEVEL: 'info', PORCHLIGHT_JOURNAL: join(stateDir, 'journals', `${agentId}.jsonl`) },
   );
   let out = '';
   let err = '';

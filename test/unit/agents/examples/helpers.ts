@@ -8,9 +8,12 @@ export function proposeContext(taskId = 't1'): ProposeContext {
   return { agentId: 'a1', taskId, taskRoot: 'tasks', resume: Resume.parse({ skills: ['x'], cost: { usd: 0, p95_ms: 0 }, region: 'r' }), log: silentLog };
 }
 
-export function executeContext(signal = new AbortController().signal) {
+export function executeContext(signal = new AbortController().signal, attempt: { idempotencyKey?: string; resumed?: boolean } = {}) {
   const progress: [number, string | undefined][] = [];
-  const ctx: ExecuteContext = { agentId: 'a1', taskRoot: 'tasks', signal, log: silentLog, progress: (f, m) => progress.push([f, m]), charge: () => undefined };
+  const ctx: ExecuteContext = {
+    agentId: 'a1', taskRoot: 'tasks', signal, log: silentLog, progress: (f, m) => progress.push([f, m]), charge: () => undefined,
+    idempotencyKey: attempt.idempotencyKey ?? 'key-t1-s1-1', resumed: attempt.resumed ?? false,
+  };
   return { ctx, progress };
 }
 

@@ -1,6 +1,7 @@
 import { AgentRuntime, runAgent } from '../../../../agents/runtime/agent-runtime';
 import { defineAgent, type AgentDefinitionInput } from '../../../../agents/runtime/define-agent';
 import { MqttOperationError, StepError } from '../../../../agents/runtime/errors';
+import { InMemoryJournal } from '../../../../agents/runtime/journal';
 import type { Mqtt5BusOptions } from '../../../../agents/runtime/mqtt-bus';
 import { AgentStatus, StepOutput, Telemetry, Progress, type Assignment } from '../../../../core/schemas';
 import { captureLogger, eventually, FakeBus } from './fake-bus';
@@ -523,6 +524,7 @@ describe('runAgent', () => {
       let seen: { clientId: string; options: Mqtt5BusOptions } | undefined;
       const agent = await runAgent(agentDef(), { host: 'localhost', port: 8883, certPath: 'c', keyPath: 'k' }, {
         log: captureLogger(),
+        journal: new InMemoryJournal(),
         connect: async (_conn, clientId, options) => {
           seen = { clientId, options };
           return bus;
@@ -538,7 +540,7 @@ describe('runAgent', () => {
     it('stops the connection and rethrows when birth fails', async () => {
       const bus = new FakeBus();
       bus.refuse.set('agents/agent-1/errors', 'NotAuthorized');
-      await expect(runAgent(agentDef(), { host: 'h', port: 1, certPath: 'c', keyPath: 'k' }, { log: captureLogger(), connect: async () => bus })).rejects.toThrow('agents/agent-1/errors (NotAuthorized)');
+      await expect(runAgent(agentDef(), { host: 'h', port: 1, certPath: 'c', keyPath: 'k' }, { log: captureLogger(), journal: new InMemoryJournal(), connect: async () => bus })).rejects.toThrow('agents/agent-1/errors (NotAuthorized)');
       expect(bus.stopCalls).toBe(1);
     });
   });

@@ -101,13 +101,13 @@ export function increments(sample: MeasurementSample): { counters: Omit<AgentMea
       steps: 1,
       successes: sample.ok ? 1 : 0,
       timed: timed ? 1 : 0,
-      msSum: timed ? Math.max(0, sample.ms!) : 0,
+      msSum: timed ? Math.max(0, sample.ms) : 0,
       bidMsSum: timed ? sample.bidMs : 0,
       costed: costed ? 1 : 0,
-      usdSum: costed ? sample.usd! : 0,
+      usdSum: costed ? sample.usd : 0,
       bidUsdSum: costed ? sample.bidUsd : 0,
     },
-    ...(timed ? { bucket: latencyBucket(sample.ms!) } : {}),
+    ...(timed ? { bucket: latencyBucket(sample.ms) } : {}),
   };
 }
 

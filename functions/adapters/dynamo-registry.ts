@@ -319,7 +319,7 @@ function parseRecord(item: Item): AgentRecord {
 
 /** The sums of a stats item; a missing attribute is 0. */
 export function parseMeasurements(item: Item): AgentMeasurements {
-  const num = (name: string): number => (typeof item[name] === 'number' ? (item[name] as number) : Number(item[name] ?? 0) || 0);
+  const num = (name: string): number => (typeof item[name] === 'number' ? (item[name]) : Number(item[name] ?? 0) || 0);
   const latency: Record<number, number> = {};
   for (let i = 0; i < LATENCY_BUCKET_BOUNDS_MS.length; i += 1) {
     const n = num(bucketAttribute(i));

@@ -1,6 +1,6 @@
 /**
  * Reputation from measurements: what the orchestrator itself observed of each agent, and how
- * planning and matching use it (docs/ARCHITECTURE.md §4.5).
+ * planning and matching use it (docs/RELIABILITY.md, "Reputation from measurements").
  *
  * The orchestrator records one {@link MeasurementSample} per accepted output (ok or error), per
  * lapsed lease and per step lost to an agent going away. The registry keeps only sums

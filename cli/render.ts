@@ -2,6 +2,7 @@
  * Plain-text rendering for the `porchlight` command: tables and one-line events. No colours, so
  * the output reads the same in a terminal, a CI log and a file.
  */
+import { reputationOf } from '../core/reputation';
 import type { AgentRecord } from '../core/model';
 import type { TaskResult, TaskStatus } from '../core/schemas';
 import type { TaskEvent } from './client';
@@ -19,24 +20,33 @@ export function agentsTable(agents: readonly AgentRecord[]): string {
   const rows = [...agents]
     .sort((a, b) => a.agentId.localeCompare(b.agentId))
     .map((a) => {
-      const measured = a.telemetry && a.telemetry.executions > 0;
-      const usd = measured ? a.telemetry!.costUsd : a.resume.cost.usd;
-      const p95 = measured ? a.telemetry!.p95Ms : a.resume.cost.p95_ms;
+      const rep = reputationOf(a.measured);
+      const has = rep.steps > 0;
       return [
         a.agentId,
         a.state,
         a.resume.skills.join(','),
-        `$${usd.toFixed(4)}${measured ? '' : '*'}`,
-        `${Math.round(p95)}ms${measured ? '' : '*'}`,
+        `$${a.resume.cost.usd.toFixed(4)}`,
+        rep.meanUsd !== undefined ? `$${rep.meanUsd.toFixed(4)}` : '-',
+        `${Math.round(a.resume.cost.p95_ms)}ms`,
+        rep.p50Ms !== undefined && rep.p95Ms !== undefined ? `${rep.p50Ms}/${rep.p95Ms}ms` : '-',
+        has ? `${(rep.successRate! * 100).toFixed(0)}% of ${rep.steps}` : '-',
+        has ? `$×${ratio(rep.usdRatio)} ms×${ratio(rep.msRatio)}` : '-',
         a.resume.region,
         a.verifiedAccredit.join(',') || '-',
         a.unverifiedAccredit.length > 0 ? a.unverifiedAccredit.join(',') : '-',
         a.load ? `${a.load.active}/${a.load.max}` : '-',
       ];
     });
-  const text = table(['agent', 'state', 'skills', 'cost', 'p95', 'region', 'accredited', 'unverified', 'load'], rows);
-  const anyClaimed = agents.some((a) => !(a.telemetry && a.telemetry.executions > 0));
-  return anyClaimed ? `${text}\n(* claimed in the résumé; no measured telemetry yet)` : text;
+  const text = table(
+    ['agent', 'state', 'skills', 'cost claimed', 'cost measured', 'p95 claimed', 'p50/p95 measured', 'success', 'actual/bid', 'region', 'accredited', 'unverified', 'load'],
+    rows,
+  );
+  return `${text}\n(claimed: the résumé; measured: the orchestrator's own clock and the usage of the outputs it accepted; actual/bid: 1 = bids are right)`;
+}
+
+function ratio(x: number | undefined): string {
+  return x === undefined ? '-' : x.toFixed(2);
 }
 
 /** The plan in a task status as a table: one row per step with its state and agent. */

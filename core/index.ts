@@ -22,3 +22,4 @@ export * from './orchestrator';
 export * from './registry-service';
 export * from './inbound';
 export * from './seeded-random';
+export * from './reputation';

@@ -4,18 +4,22 @@
  * O(agents with the skill)); this module excludes the ones that may not run it and ranks the rest.
  *
  * Score (higher is better, at most 1): a weighted sum of terms that are each in [0, 1].
- * - cost:    cheapest candidate's cost / this candidate's cost (measured telemetry.costUsd once
- *            the agent has executions, else the résumé's cost.usd);
- * - latency: fastest candidate's p95 / this candidate's p95 (telemetry.p95Ms, else cost.p95_ms);
- * - success: measured success rate, or {@link MatchWeights.unmeasuredSuccessRate} with no executions;
+ * - cost:    cheapest candidate's cost / this candidate's cost;
+ * - latency: fastest candidate's p95 / this candidate's p95;
+ * - success: the candidate's success rate;
  * - load:    1 - active / capacity (capacity = the smaller of load.max and résumé maxConcurrent);
  * - proposer: 1 for the agent that proposed the step (it planned around its own estimates).
+ * Cost, p95 and success come from core/reputation.ts `matchFigures`: the orchestrator's own
+ * measurements (résumé price × measured USD factor, shrunk measured p95 × ms penalty, shrunk
+ * success rate) once the agent has any; else the agent's self-reported telemetry; else its résumé,
+ * with {@link MatchWeights.unmeasuredSuccessRate}. The audit's `why` says which.
  * Relative terms make the score independent of currency scale; ties go to the lower agent id.
  */
 import type { AgentRecord, MatchAudit } from './model';
 import type { RankAgents } from './plan-types';
 import type { ProposedStep, TaskRequest } from './schemas';
 import { allowedRegions, neededAccreditations, neededDataClasses } from './planner';
+import { matchFigures, type MatchFigures } from './reputation';
 
 /** Weights of the score's terms, and the success rate assumed for an agent never measured. */
 export interface MatchWeights {
@@ -72,7 +76,7 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
     const accreditations = neededAccreditations(constraints, classes);
     const exclude = new Set(context.exclude);
     const excluded: { agentId: string; reason: string }[] = [];
-    const eligible: { agent: AgentRecord; usd: number; p95: number; success: number; measured: number; active: number; capacity: number }[] = [];
+    const eligible: { agent: AgentRecord; usd: number; p95: number; success: number; measured: number; source: MatchFigures['source']; active: number; capacity: number }[] = [];
     const waitingFor: string[] = [];
     const seen = new Set<string>();
 
@@ -85,14 +89,14 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
         if (TRANSIENT_RULES.has(rule) && waitingFor.length < limits.excluded) waitingFor.push(agent.agentId);
         continue;
       }
-      const t = agent.telemetry;
-      const measured = t !== undefined && t.executions > 0 ? t.executions : 0;
+      const figures = matchFigures(agent, weights.unmeasuredSuccessRate);
       eligible.push({
         agent,
-        usd: measured > 0 ? t!.costUsd : agent.resume.cost.usd,
-        p95: measured > 0 ? t!.p95Ms : agent.resume.cost.p95_ms,
-        success: measured > 0 ? t!.successRate : weights.unmeasuredSuccessRate,
-        measured,
+        usd: figures.usd,
+        p95: figures.p95,
+        success: figures.success,
+        measured: figures.source === 'measured' ? figures.measured : figures.source === 'reported' ? agent.telemetry!.executions : 0,
+        source: figures.source,
         active: agent.load?.active ?? 0,
         capacity: capacityOf(agent),
       });
@@ -149,10 +153,11 @@ export function createRankAgents(weights: MatchWeights, limits: MatchAuditLimits
     });
     scored.sort((a, b) => (a.score !== b.score ? b.score - a.score : a.e.agent.agentId < b.e.agent.agentId ? -1 : a.e.agent.agentId > b.e.agent.agentId ? 1 : 0));
     const ranked = scored.slice(0, limits.ranked).map(({ e, terms, score }) => {
+      const from = e.source === 'measured' ? `measured over ${e.measured} steps` : e.source === 'reported' ? `reported over ${e.measured} runs` : 'résumé';
       const why = [
-        `cost $${e.usd} (${e.measured > 0 ? 'measured' : 'résumé'}) ${f(terms.cost)}×${weights.cost}`,
-        `p95 ${e.p95} ms ${f(terms.latency)}×${weights.latency}`,
-        `success ${f(e.success)}${e.measured > 0 ? ` over ${e.measured} runs` : ' (assumed)'} ×${weights.success}`,
+        `cost $${round(e.usd)} (${from}) ${f(terms.cost)}×${weights.cost}`,
+        `p95 ${round(e.p95)} ms (${from}) ${f(terms.latency)}×${weights.latency}`,
+        `success ${f(e.success)}${e.source === 'résumé' ? ' (assumed)' : ` (${from})`} ×${weights.success}`,
         `load ${e.active}/${e.capacity === Infinity ? '∞' : e.capacity} ${f(terms.load)}×${weights.load}`,
         ...(terms.proposer === 1 ? [`proposer +${weights.proposer}`] : []),
       ].join(', ');
@@ -194,6 +199,11 @@ function capacityOf(agent: AgentRecord): number {
 /** best / value in [0, 1]; a zero value is as good as it gets. */
 function ratio(best: number, value: number): number {
   return value <= 0 ? 1 : best / value;
+}
+
+/** Figures in the audit: at most 6 significant digits. */
+function round(x: number): number {
+  return Number(x.toPrecision(6));
 }
 
 function f(x: number): string {

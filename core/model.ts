@@ -3,6 +3,7 @@
  * messages it emits. Pure data: transitions live in task-machine.ts, storage behind ports.ts.
  */
 import type { PresenceMark } from './presence';
+import type { AgentMeasurements } from './reputation';
 import type {
   AgentState, Artifacts, JsonValue, ProposedStep, Proposal, Resume, StepState, TaskErrorEntry, TaskPhase, TaskRequest,
   TaskState, Telemetry, Usage,
@@ -166,6 +167,11 @@ export interface AgentRecord {
   verifiedPools?: string[];
   /** The newest connection event handled (core/presence.ts); older ones change nothing. */
   presence?: PresenceMark;
+  /**
+   * What the orchestrator measured of the agent (core/reputation.ts). Kept apart from the profile
+   * by the registry (atomic additions) and attached by {@link Registry.measurements} readers.
+   */
+  measured?: AgentMeasurements;
   updatedAt: number;
   version: number;
 }

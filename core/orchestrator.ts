@@ -22,6 +22,7 @@ import { rankAgents } from './matching';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from './model';
 import { canonicalJson, flush, sameSecret, withFencingTokens } from './outbox';
 import { planTask } from './planner';
+import { planWithMeasurements, type Measurement } from './reputation';
 import type { PlanOutcome } from './plan-types';
 import type { Clock, Fencer, Publisher, Registry, TaskStore, Timer } from './ports';
 import type { InboundMessage } from './rule-event';
@@ -453,6 +454,7 @@ export class Orchestrator {
       const agent = await this.deps.registry.get(bid.agentId);
       if (agent) agents.set(bid.agentId, agent);
     }
+    await this.attachMeasurements([...agents.values()]);
     const outcome = this.plan({ request: task.request, bids, agents, now: this.now() }, taskId);
     let awaitable: string[] = [];
     if (!outcome.ok && this.deps.config.maxWaitForBidsMs > 0) {
@@ -468,7 +470,7 @@ export class Orchestrator {
 
   private plan(input: Parameters<typeof planTask>[0], taskId: string): PlanOutcome {
     try {
-      return planTask(input);
+      return planWithMeasurements(input, planTask);
     } catch (err) {
       // A planner that throws on some input must fail the task with a reason, not leave it collecting forever.
       if (err instanceof UnsatisfiableError) return { ok: false, reasons: err.reasons };
@@ -507,7 +509,33 @@ export class Orchestrator {
         throw err;
       }
       await this.afterSave(task, decision.task);
+      await this.recordMeasurements(taskId, decision.measurements ?? []);
       return decision;
+    }
+  }
+
+  /**
+   * Records what a saved transition measured of agents. At-most-once: a crash before this point
+   * loses the samples (a redelivery finds the transition applied and measures nothing), which
+   * leaves the figures unbiased; a failed write is logged, never retried into a double count.
+   */
+  private async recordMeasurements(taskId: string, measurements: readonly Measurement[]): Promise<void> {
+    for (const { agentId, sample } of measurements) {
+      try {
+        await this.deps.registry.recordMeasurement(agentId, sample, this.now());
+      } catch (err) {
+        this.log('warn', 'measurement not recorded', { taskId, agentId, error: describeError(err) });
+      }
+    }
+  }
+
+  /** Sets `measured` on each record that has measurements (planning and matching read it). */
+  private async attachMeasurements(records: readonly AgentRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const sums = await this.deps.registry.measurements(records.map((r) => r.agentId));
+    for (const record of records) {
+      const m = sums.get(record.agentId);
+      if (m !== undefined) record.measured = m;
     }
   }
 
@@ -591,6 +619,7 @@ export class Orchestrator {
   private async candidatesFor(skills: readonly string[]): Promise<Map<string, AgentRecord[]>> {
     const out = new Map<string, AgentRecord[]>();
     for (const skill of new Set(skills)) out.set(skill, await this.deps.registry.findBySkill(skill));
+    await this.attachMeasurements([...out.values()].flat());
     return out;
   }
 

@@ -4,6 +4,7 @@
  */
 import type { AgentRecord, OutboundMessage, ProposalRecord, TaskRecord, TimerEvent } from './model';
 import type { PresenceMark, PresenceOrder } from './presence';
+import type { AgentMeasurements, MeasurementSample } from './reputation';
 import type { AgentStatus, Resume, Telemetry } from './schemas';
 
 /** Wall-clock time; injected so tests control it. */
@@ -66,6 +67,14 @@ export interface Registry {
    * the mark ordered and the record as it now is; undefined for an agent with no résumé.
    */
   recordPresence(agentId: string, mark: PresenceMark, status: AgentStatus | undefined, at: number): Promise<{ order: PresenceOrder; record: AgentRecord } | undefined>;
+  /**
+   * Adds one orchestrator measurement to the agent's sums (core/reputation.ts `increments`) as one
+   * atomic update that reads nothing, so concurrent recordings never race. At-most-once: the
+   * orchestrator records after the task transition that produced the sample was saved.
+   */
+  recordMeasurement(agentId: string, sample: MeasurementSample, at: number): Promise<void>;
+  /** The measurement sums of the given agents that have any, by agent id. */
+  measurements(agentIds: readonly string[]): Promise<Map<string, AgentMeasurements>>;
   get(agentId: string): Promise<AgentRecord | undefined>;
   /** Agents advertising `skill`: O(agents with the skill), via the per-skill index. */
   findBySkill(skill: string): Promise<AgentRecord[]>;

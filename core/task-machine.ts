@@ -23,6 +23,7 @@ import {
   SCHEMA_VERSION, type Artifacts, type Assignment, type Claim, type PoolOffer, type RejectNotice, type StatusStep, type StepOutput, type TaskRequest,
   type TaskResult, type TaskStatus, type Usage,
 } from './schemas';
+import type { Measurement, MeasurementSample } from './reputation';
 import { topics } from './topics';
 
 /** What every transition needs: the time and the orchestrator's settings. */
@@ -42,7 +43,13 @@ export interface DispatchContext extends MachineContext {
 
 /** The result of a transition. */
 export type Decision =
-  | { readonly kind: 'changed'; readonly task: TaskRecord; readonly detail: string }
+  | {
+      readonly kind: 'changed';
+      readonly task: TaskRecord;
+      readonly detail: string;
+      /** What the transition observed of agents (an output, a lapsed lease, a lost step), to record once it is saved. */
+      readonly measurements?: readonly Measurement[];
+    }
   | { readonly kind: 'unchanged'; readonly outcome: 'duplicate' | 'ignored'; readonly detail: string }
   | {
       readonly kind: 'rejected';
@@ -391,6 +398,8 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
 
   const t = draft(task);
   const s = t.steps[stepId]!;
+  const complete = output.ok && s.produces.every((a) => Object.prototype.hasOwnProperty.call(output.output, a));
+  const measured = measurementOf(step, ctx, { ok: complete, timed: true, usd: output.usage?.usd ?? 0 });
   s.usage = addUsage(s.usage, output.usage);
   flagUsageOverBid(t, s, output.usage?.usd ?? 0, ctx);
   // What the client reads is the orchestrator's copy of an output it accepted, never the agent's message.
@@ -398,12 +407,12 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
   t.outbox = enqueue(t.outbox, { topic: topics.clientOutput(t.owner, t.taskId, stepId, t.taskRoot), payload: forClient, qos: 1, retain: true });
   if (!output.ok) {
     failStepIn(t, s, 'error-output', { code: output.error.code, message: output.error.message }, output.error.retryable, ctx);
-    return commit(t, task, ctx, `step ${stepId} reported an error`);
+    return measuring(commit(t, task, ctx, `step ${stepId} reported an error`), measured);
   }
   const missing = s.produces.filter((a) => !Object.prototype.hasOwnProperty.call(output.output, a));
   if (missing.length > 0) {
     failStepIn(t, s, 'error-output', { code: 'missing-artifact', message: `output of step ${stepId} lacks declared artifact(s) ${missing.join(', ')}` }, true, ctx);
-    return commit(t, task, ctx, `step ${stepId} output incomplete`);
+    return measuring(commit(t, task, ctx, `step ${stepId} output incomplete`), measured);
   }
   for (const name of s.produces) t.artifacts[name] = output.output[name]!;
   s.state = 'completed';
@@ -411,10 +420,10 @@ export function acceptOutput(task: TaskRecord, stepId: string, output: StepOutpu
   if (overBudget(t, 0)) {
     const budget = t.request.constraints.maxUsd!;
     finishFailed(t, 'budget-exceeded', `budget exceeded: step ${stepId} brought the spend to ${usd(spentUsd(t))}, over the budget of ${usd(budget)}; no further step is dispatched`, ctx, stepId);
-    return commit(t, task, ctx, `step ${stepId} completed over the budget: task failed`);
+    return measuring(commit(t, task, ctx, `step ${stepId} completed over the budget: task failed`), measured);
   }
   advance(t, ctx);
-  return commit(t, task, ctx, `step ${stepId} completed`);
+  return measuring(commit(t, task, ctx, `step ${stepId} completed`), measured);
 }
 
 /** USD spent on the task so far: the usage every attempt of every step reported. */
@@ -523,8 +532,10 @@ export function expireLease(task: TaskRecord, stepId: string, epoch: number, ctx
   const message = step.agentId !== undefined
     ? `agent ${step.agentId} did not answer step ${stepId} within ${ctx.config.leaseMs} ms`
     : `no member of pool ${step.pool ?? '?'} claimed step ${stepId} within ${ctx.config.leaseMs} ms`;
+  // An unclaimed pool offer has no assignee to measure.
+  const measured = step.agentId !== undefined ? measurementOf(step, ctx, { ok: false, timed: true }) : undefined;
   failStepIn(t, t.steps[stepId]!, 'lease-expired', { code: 'lease-expired', message }, true, ctx);
-  return commit(t, task, ctx, `lease of step ${stepId} epoch ${epoch} expired`);
+  return measuring(commit(t, task, ctx, `lease of step ${stepId} epoch ${epoch} expired`), measured);
 }
 
 /** An agent went offline: every step it holds is re-assigned with a new epoch, or held until another capable agent is available. */
@@ -533,13 +544,17 @@ export function reassignAgentSteps(task: TaskRecord, agentId: string, reason: st
   const held = task.stepOrder.filter((id) => task.steps[id]?.state === 'assigned' && task.steps[id]?.agentId === agentId);
   if (held.length === 0) return { kind: 'unchanged', outcome: 'ignored', detail: `agent ${agentId} holds no step of task ${task.taskId}` };
   const t = draft(task);
+  const lost: Measurement[] = [];
   for (const id of held) {
     if (isTerminal(t.state)) break;
     const s = t.steps[id]!;
     if (s.state !== 'assigned') continue;
+    // A step cut short says nothing about how long it takes: counted as a failure, not timed.
+    const m = measurementOf(s, ctx, { ok: false, timed: false });
+    if (m !== undefined) lost.push(m);
     failStepIn(t, s, 'agent-gone', { code: 'agent-gone', message: `agent ${agentId} went away while holding step ${id}: ${reason}` }, true, ctx);
   }
-  return commit(t, task, ctx, `re-assigned ${held.length} step(s) of agent ${agentId}`);
+  return measuring(commit(t, task, ctx, `re-assigned ${held.length} step(s) of agent ${agentId}`), ...lost);
 }
 
 /** The deadline passed: a live task fails with "deadline passed" and its active steps are canceled. */
@@ -738,6 +753,34 @@ export function dueEvents(task: TaskRecord): TimerEvent[] {
 
 function draft(task: TaskRecord): TaskRecord {
   return structuredClone(task);
+}
+
+/**
+ * The sample a step's live epoch gives of its assignee: the orchestrator's own clock (now minus
+ * the assignment's start, `leaseExpiresAt - leaseMs`) against what the assignee promised (its own
+ * bid, or its résumé when it runs a step someone else bid). Undefined without an assignee.
+ */
+function measurementOf(s: StepRecord, ctx: DispatchContext, o: { ok: boolean; timed: boolean; usd?: number }): Measurement | undefined {
+  const agentId = s.agentId;
+  if (agentId === undefined) return undefined;
+  let bid = { usd: s.estUsd, ms: s.estMs };
+  if (agentId !== s.proposedBy) {
+    const resume = ctx.candidates.get(s.skill)?.find((a) => a.agentId === agentId)?.resume;
+    if (resume !== undefined) bid = { usd: resume.cost.usd, ms: resume.cost.p95_ms };
+  }
+  const start = s.leaseExpiresAt !== undefined ? s.leaseExpiresAt - ctx.config.leaseMs : undefined;
+  const ms = o.timed && start !== undefined ? Math.max(0, ctx.now - start) : undefined;
+  const sample: MeasurementSample = {
+    ok: o.ok, bidMs: bid.ms, bidUsd: bid.usd, ...(ms !== undefined ? { ms } : {}), ...(o.usd !== undefined ? { usd: o.usd } : {}),
+  };
+  return { agentId, sample };
+}
+
+/** `decision` carrying the measurements given (the undefined ones dropped). */
+function measuring(decision: Decision, ...measurements: (Measurement | undefined)[]): Decision {
+  const found = measurements.filter((m): m is Measurement => m !== undefined);
+  if (decision.kind !== 'changed' || found.length === 0) return decision;
+  return { ...decision, measurements: [...(decision.measurements ?? []), ...found] };
 }
 
 function terminal(task: TaskRecord): Decision {

@@ -14,16 +14,23 @@
  * A lost race is retried from a fresh read, because résumé, status and telemetry updates touch
  * different fields and all of them should land.
  *
+ * - measurement sums: pk `AGENT#{id}`, sk `STATS`; one number attribute per sum of
+ *   core/reputation.ts `AgentMeasurements` (`steps`, `successes`, `timed`, `msSum`, `bidMsSum`,
+ *   `costed`, `usdSum`, `bidUsdSum`) and one per latency bucket (`lat{index}`). A measurement is
+ *   one UpdateItem that `ADD`s its increments: no read, no version, so concurrent recordings of
+ *   the same agent all land, and the profile's read-modify-write never touches these sums.
+ *
  * `list()`: the profile also carries gsi1pk `AGENTS` / gsi1sk `AGENT#{id}`, so listing agents is a
  * Query on the bySkill index's `AGENTS` partition (no skill name can collide: skill entries are
  * prefixed `SKILL#`). A Scan would read every task, proposal and pointer item in the table to find
  * the profiles; the cost is one more index entry per agent.
  */
-import { GetCommand, PutCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { VersionConflictError } from '../../core/errors';
 import type { AgentRecord } from '../../core/model';
 import type { Registry, ResumeVerification } from '../../core/ports';
 import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
+import { increments, LATENCY_BUCKET_BOUNDS_MS, type AgentMeasurements, type MeasurementSample } from '../../core/reputation';
 import type { AgentStatus, Resume, Telemetry } from '../../core/schemas';
 import { TABLE } from '../../infra/table-definition';
 import { ItemTooLargeError, StoreError } from './errors';
@@ -45,6 +52,12 @@ export interface DynamoRegistryOptions {
 export const AGENTS_PARTITION = 'AGENTS';
 
 const PROFILE_SK = 'PROFILE';
+/** Sort key of an agent's measurement sums. */
+export const STATS_SK = 'STATS';
+/** The counters of the stats item, in the order the update names them. */
+const COUNTERS = ['steps', 'successes', 'timed', 'msSum', 'bidMsSum', 'costed', 'usdSum', 'bidUsdSum'] as const;
+/** Attribute of latency bucket `i`. */
+const bucketAttribute = (i: number) => `lat${i}`;
 const agentPk = (agentId: string) => `AGENT#${agentId}`;
 const skillKey = (skill: string) => `SKILL#${skill}`;
 
@@ -120,6 +133,45 @@ export class DynamoRegistry implements Registry {
     }
   }
 
+  /** Adds one measurement to the agent's stats item: a single UpdateItem with `ADD` (creates the item on first use). */
+  async recordMeasurement(agentId: string, sample: MeasurementSample, at: number): Promise<void> {
+    const { counters, bucket } = increments(sample);
+    const names: Record<string, string> = { '#entity': 'entity', '#at': 'updatedAt' };
+    const values: Record<string, unknown> = { ':entity': 'agent-stats', ':at': at };
+    const adds: string[] = [];
+    COUNTERS.forEach((c, i) => {
+      names[`#c${i}`] = c;
+      values[`:c${i}`] = counters[c];
+      adds.push(`#c${i} :c${i}`);
+    });
+    if (bucket !== undefined) {
+      names['#b'] = bucketAttribute(bucket);
+      values[':one'] = 1;
+      adds.push('#b :one');
+    }
+    await send(`record measurement of ${agentId}`, () =>
+      this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: agentPk(agentId), sk: STATS_SK },
+          UpdateExpression: `ADD ${adds.join(', ')} SET #entity = :entity, #at = :at`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      ),
+    );
+  }
+
+  /** The stats items of `agentIds` (BatchGetItem, 100 keys a call), by agent id; agents never measured are absent. */
+  async measurements(agentIds: readonly string[]): Promise<Map<string, AgentMeasurements>> {
+    const ids = [...new Set(agentIds)];
+    const out = new Map<string, AgentMeasurements>();
+    if (ids.length === 0) return out;
+    const items = await batchGet(this.client, this.tableName, ids.map((id) => ({ pk: agentPk(id), sk: STATS_SK })), 'read agent measurements');
+    for (const item of items) out.set(String(item.pk).slice('AGENT#'.length), parseMeasurements(item));
+    return out;
+  }
+
   /** The agent's profile, read consistently. */
   async get(agentId: string): Promise<AgentRecord | undefined> {
     return (await this.read(agentId))?.record;
@@ -186,7 +238,9 @@ export class DynamoRegistry implements Registry {
 
   private async write(previous: Stored | undefined, next: AgentRecord): Promise<void> {
     const agentId = next.agentId;
-    const data = JSON.stringify(next);
+    // Measurements live in their own item; a record a caller enriched with them must not copy them into the profile.
+    const { measured: _measured, ...profileRecord } = next;
+    const data = JSON.stringify(profileRecord);
     const skills = [...new Set(next.resume.skills)];
     const profile: Item = {
       pk: agentPk(agentId),
@@ -261,4 +315,18 @@ export class DynamoRegistry implements Registry {
 function parseRecord(item: Item): AgentRecord {
   if (typeof item.data !== 'string') throw new StoreError(`read ${String(item.pk)}`, 'item has no data attribute', false);
   return JSON.parse(item.data) as AgentRecord;
+}
+
+/** The sums of a stats item; a missing attribute is 0. */
+export function parseMeasurements(item: Item): AgentMeasurements {
+  const num = (name: string): number => (typeof item[name] === 'number' ? (item[name]) : Number(item[name] ?? 0) || 0);
+  const latency: Record<number, number> = {};
+  for (let i = 0; i < LATENCY_BUCKET_BOUNDS_MS.length; i += 1) {
+    const n = num(bucketAttribute(i));
+    if (n > 0) latency[i] = n;
+  }
+  return {
+    steps: num('steps'), successes: num('successes'), timed: num('timed'), msSum: num('msSum'), bidMsSum: num('bidMsSum'),
+    costed: num('costed'), usdSum: num('usdSum'), bidUsdSum: num('bidUsdSum'), latency,
+  };
 }

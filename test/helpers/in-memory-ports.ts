@@ -12,6 +12,7 @@ import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord
 import type { AccreditationVerifier, Clock, Publisher, Registry, ResumeVerification, TaskStore, Timer } from '../../core/ports';
 import { deriveFencingToken, HmacFencer } from '../../functions/adapters/fencer';
 import { orderPresence, type PresenceMark, type PresenceOrder } from '../../core/presence';
+import { addSample, NO_MEASUREMENTS, type AgentMeasurements, type MeasurementSample } from '../../core/reputation';
 import type { InboundMessage } from '../../core/rule-event';
 import type { AgentStatus, JsonValue, Resume, Telemetry } from '../../core/schemas';
 
@@ -201,6 +202,7 @@ export class InMemoryTaskStore implements TaskStore {
 /** The agent registry. A new résumé registers the agent as online (its birth message). */
 export class InMemoryRegistry implements Registry {
   private readonly agents = new Map<string, AgentRecord>();
+  private readonly measured = new Map<string, AgentMeasurements>();
 
   async putResume(agentId: string, resume: Resume, verified: ResumeVerification, at: number): Promise<AgentRecord> {
     const existing = this.agents.get(agentId);
@@ -242,6 +244,20 @@ export class InMemoryRegistry implements Registry {
     }
     this.agents.set(agentId, record);
     return { order, record: structuredClone(record) };
+  }
+
+  /** Adds the sample to the agent's sums (kept apart from the profile, as the DynamoDB adapter does). */
+  async recordMeasurement(agentId: string, sample: MeasurementSample, _at: number): Promise<void> {
+    this.measured.set(agentId, addSample(this.measured.get(agentId) ?? NO_MEASUREMENTS, sample));
+  }
+
+  async measurements(agentIds: readonly string[]): Promise<Map<string, AgentMeasurements>> {
+    const out = new Map<string, AgentMeasurements>();
+    for (const id of agentIds) {
+      const m = this.measured.get(id);
+      if (m !== undefined) out.set(id, structuredClone(m));
+    }
+    return out;
   }
 
   async get(agentId: string): Promise<AgentRecord | undefined> {

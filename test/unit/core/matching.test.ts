@@ -125,11 +125,11 @@ describe('matching', () => {
         expect(rankAgents(step, [agent('slow', { p95: 700 }), agent('fast', { p95: 100 })], context()).chosen).toBe('fast');
       });
 
-      it('uses measured telemetry over the résumé once the agent has executions', () => {
+      it('uses reported telemetry over the résumé once the agent has executions', () => {
         const cheapOnPaper = agent('paper', { usd: 0.01, telemetry: { executions: 50, costUsd: 0.05, p95Ms: 350, successRate: 0.9 } });
         const audit = rankAgents(step, [cheapOnPaper, agent('honest', { usd: 0.02 })], context());
         expect(audit.chosen).toBe('honest');
-        expect(audit.ranked.find((r) => r.agentId === 'paper')?.why).toMatch(/^cost \$0\.05 \(measured\)/);
+        expect(audit.ranked.find((r) => r.agentId === 'paper')?.why).toMatch(/^cost \$0\.05 \(reported over 50 runs\)/);
       });
 
       it('ignores telemetry with no executions', () => {
@@ -163,7 +163,7 @@ describe('matching', () => {
         expect(audit.ranked[0]).toEqual({
           agentId: 'proposer',
           score: 0.35 + 0.25 + 0.25 * 0.9 + 0.1 * 0.75 + 0.05,
-          why: 'cost $0.02 (résumé) 1.000×0.35, p95 350 ms 1.000×0.25, success 0.900 (assumed) ×0.25, load 1/4 0.750×0.1, proposer +0.05 = 0.950',
+          why: 'cost $0.02 (résumé) 1.000×0.35, p95 350 ms (résumé) 1.000×0.25, success 0.900 (assumed) ×0.25, load 1/4 0.750×0.1, proposer +0.05 = 0.950',
         });
       });
 

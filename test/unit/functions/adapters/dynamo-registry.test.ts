@@ -1,10 +1,11 @@
 import 'aws-sdk-client-mock-jest';
 import { DynamoDBClient, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { VersionConflictError } from '../../../../core/errors';
 import type { AgentRecord } from '../../../../core/model';
-import { AGENTS_PARTITION, DynamoRegistry } from '../../../../functions/adapters/dynamo-registry';
+import { AGENTS_PARTITION, DynamoRegistry, STATS_SK } from '../../../../functions/adapters/dynamo-registry';
+import { latencyBucket } from '../../../../core/reputation';
 import { agentRecord, seedResume } from '../helpers/fixtures';
 
 const ddb = mockClient(DynamoDBDocumentClient);
@@ -232,5 +233,50 @@ describe('DynamoRegistry', () => {
       await expect(registry().get('agent-a')).resolves.toEqual(a);
       expect(ddb).toHaveReceivedCommandWith(GetCommand, { Key: { pk: 'AGENT#agent-a', sk: 'PROFILE' }, ConsistentRead: true });
     });
+  });
+});
+
+describe('DynamoRegistry measurements', () => {
+  beforeEach(() => ddb.reset());
+  const registry = () => new DynamoRegistry({ client: DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'eu-central-1' })), tableName: 'porchlight' });
+
+  it('records a measurement as one UpdateItem that ADDs every counter and the latency bucket, reading nothing', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await registry().recordMeasurement('a1', { ok: true, ms: 750, bidMs: 50, usd: 0.02, bidUsd: 0.002 }, 123);
+    expect(ddb).toHaveReceivedCommandTimes(UpdateCommand, 1);
+    expect(ddb).not.toHaveReceivedCommand(GetCommand);
+    const input = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    expect(input.Key).toEqual({ pk: 'AGENT#a1', sk: STATS_SK });
+    expect(input.ConditionExpression).toBeUndefined();
+    expect(input.UpdateExpression).toMatch(/^ADD .* SET #entity = :entity, #at = :at$/);
+    const added = Object.fromEntries(
+      input.UpdateExpression!.replace(/^ADD /, '').replace(/ SET .*$/, '').split(', ').map((pair) => {
+        const [name, value] = pair.split(' ');
+        return [input.ExpressionAttributeNames![name!], input.ExpressionAttributeValues![value!]];
+      }),
+    );
+    expect(added).toEqual({
+      steps: 1, successes: 1, timed: 1, msSum: 750, bidMsSum: 50, costed: 1, usdSum: 0.02, bidUsdSum: 0.002, [`lat${latencyBucket(750)}`]: 1,
+    });
+  });
+
+  it('adds no bucket and no cost for an untimed, unreported failure', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await registry().recordMeasurement('a1', { ok: false, bidMs: 50, bidUsd: 0.002 }, 1);
+    const input = ddb.commandCalls(UpdateCommand)[0]!.args[0].input;
+    expect(Object.values(input.ExpressionAttributeNames!)).not.toContain(`lat${latencyBucket(0)}`);
+    expect(input.ExpressionAttributeValues).toMatchObject({ ':c0': 1, ':c1': 0, ':c2': 0, ':c5': 0 });
+  });
+
+  it('reads the stats items of several agents in one BatchGet and parses their sums', async () => {
+    ddb.on(BatchGetCommand).resolves({
+      Responses: { porchlight: [{ pk: 'AGENT#a1', sk: STATS_SK, steps: 2, successes: 1, timed: 2, msSum: 900, bidMsSum: 100, costed: 1, usdSum: 0.02, bidUsdSum: 0.002, lat20: 2 }] },
+    });
+    const found = await registry().measurements(['a1', 'a2']);
+    expect(ddb.commandCalls(BatchGetCommand)[0]!.args[0].input.RequestItems!.porchlight!.Keys).toEqual([
+      { pk: 'AGENT#a1', sk: STATS_SK }, { pk: 'AGENT#a2', sk: STATS_SK },
+    ]);
+    expect([...found.keys()]).toEqual(['a1']);
+    expect(found.get('a1')).toEqual({ steps: 2, successes: 1, timed: 2, msSum: 900, bidMsSum: 100, costed: 1, usdSum: 0.02, bidUsdSum: 0.002, latency: { 20: 2 } });
   });
 });

@@ -87,7 +87,7 @@ describe('local stack process killed mid-handler', () => {
     }
     // Whatever broker a killed generation left behind, should the test have failed before the restart.
     await stopLeftoverProcess(join(stateDir, 'mosquitto', 'mosquitto.pid'), join(stateDir, 'mosquitto', 'mosquitto.conf'));
-    if (process.env.KEEP_STATE === undefined) await rm(stateDir, { recursive: true, force: true });
+    await rm(stateDir, { recursive: true, force: true });
   });
 
   it('handles after the restart what the killed process was handling and what arrived while it was down', async () => {

@@ -15,7 +15,7 @@ import { renderMosquittoAcl, type AclIdentity } from '../core/policy';
 import { readIdentities, WEBSOCKET_IDENTITY_PREFIX, type IdentityEntry } from './ca';
 import { assertPortFree } from './free-port';
 import { silentLog, type StackLog } from './log';
-import { requireExecutable, stopChild, waitForExit, waitUntil } from './processes';
+import { removePidFile, requireExecutable, stopChild, stopLeftoverProcess, waitForExit, waitUntil, writePidFile } from './processes';
 
 /**
  * The WebSocket listener's only user: the read-only browser view (policy role `observer`). The
@@ -44,6 +44,8 @@ export interface MosquittoPaths {
   /** Persistence directory (mosquitto.db), with a trailing slash as Mosquitto requires. */
   readonly persistenceDir: string;
   readonly logPath: string;
+  /** The running broker's pid, so a start after its parent died can stop it first. */
+  readonly pidPath: string;
 }
 
 /** Everything {@link renderMosquittoConfig} needs. */
@@ -69,6 +71,7 @@ export function mosquittoPaths(stateDir: string): MosquittoPaths {
     observerPasswordPath: join(dir, 'observer-password'),
     persistenceDir: `${join(dir, 'data')}/`,
     logPath: join(stateDir, 'logs', 'mosquitto.log'),
+    pidPath: join(dir, 'mosquitto.pid'),
   };
 }
 
@@ -282,6 +285,11 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
   await mkdir(join(options.stateDir, 'mosquitto'), { recursive: true, mode: 0o700 });
   await mkdir(paths.persistenceDir, { recursive: true, mode: 0o700 });
   await mkdir(join(options.stateDir, 'logs'), { recursive: true });
+  // A broker whose parent was killed (SIGKILL) keeps running, holding the sessions and their
+  // unacknowledged messages in memory. SIGTERM makes it write them to the persistence file,
+  // which the broker started next loads: nothing it held is lost, and its ports are free again.
+  const leftover = await stopLeftoverProcess(paths.pidPath, paths.configPath);
+  if (leftover !== undefined) log.warn('stopped a broker left running on this state directory', { pid: leftover });
   await assertPortFree(options.port);
   await assertPortFree(options.wsPort);
 
@@ -299,6 +307,7 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
     await closeStderrLog();
     throw err;
   });
+  await writePidFile(paths.pidPath, current.child.pid);
   log.info('Mosquitto ready', { port: options.port, wsPort: options.wsPort, pid: current.child.pid, log: paths.logPath });
 
   let stopped = false;
@@ -338,6 +347,7 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
       await waitForExit(current.child);
       if (downtimeMs > 0) await new Promise((r) => setTimeout(r, downtimeMs));
       current = await launchMosquitto({ binary, paths, port: options.port, caPem, stderrLog, startTimeoutMs: options.startTimeoutMs ?? 15_000, log });
+      await writePidFile(paths.pidPath, current.child.pid);
       restarts += 1;
       log.info('Mosquitto restarted', { port: options.port, pid: current.child.pid, restarts });
     },
@@ -346,6 +356,7 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
       current.stopping = true;
       await stopChild(current.child);
       await waitForExit(current.child);
+      await removePidFile(paths.pidPath);
       if (stderrLog.writable) await closeStderrLog();
     },
   };

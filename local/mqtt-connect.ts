@@ -20,6 +20,11 @@ export interface CertificateConnectOptions {
   readonly connectTimeoutMs?: number;
   /** Further mqtt.js options (will, session expiry, reconnect period, …). */
   readonly extra?: Partial<IClientOptions>;
+  /**
+   * Called with the client as soon as it is created, before it can receive anything: the place
+   * for listeners that must not miss what a persistent session delivers right after CONNACK.
+   */
+  readonly onCreated?: (client: MqttClient) => void;
 }
 
 /** The broker refused or dropped the connection before CONNACK. */
@@ -53,6 +58,7 @@ export async function connectWithCertificate(options: CertificateConnectOptions)
     ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
     ...options.extra,
   });
+  options.onCreated?.(client);
   return awaitConnack(client, options.connectTimeoutMs ?? 10_000, `${options.host}:${options.port}`);
 }
 

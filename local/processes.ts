@@ -3,7 +3,7 @@
  * errors that say what is missing and how to install it.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { ConfigError } from '../core/errors';
 
@@ -141,4 +141,52 @@ export async function waitUntil(what: string, probe: () => Promise<boolean>, opt
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 100));
   }
+}
+
+/** True while a process with `pid` exists (signal 0 probes without signalling). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Records `pid` in `pidFile`, so a later start can find the process if this one dies without stopping it. */
+export async function writePidFile(pidFile: string, pid: number | undefined): Promise<void> {
+  if (pid !== undefined) await writeFile(pidFile, `${pid}\n`);
+}
+
+/** Removes a pid file written by {@link writePidFile}; absent is fine. */
+export async function removePidFile(pidFile: string): Promise<void> {
+  await rm(pidFile, { force: true });
+}
+
+/**
+ * Stops a process left running by a previous start whose own process died (SIGKILL, a crash)
+ * without stopping its children: the pid in `pidFile`, but only while its command line still
+ * contains `marker` (a path under the state directory), so a reused pid is never signalled.
+ * SIGTERM first, so a broker writes its persistence file; SIGKILL after `graceMs`. Returns the
+ * pid it stopped, or undefined when there was nothing to stop. Linux only (/proc); elsewhere a
+ * no-op.
+ */
+export async function stopLeftoverProcess(pidFile: string, marker: string, graceMs = 10_000): Promise<number | undefined> {
+  const text = await readFile(pidFile, 'utf8').catch(() => '');
+  const pid = Number.parseInt(text.trim(), 10);
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.split('\0').some((arg) => arg.includes(marker)) || !alive(pid)) {
+    await removePidFile(pidFile);
+    return undefined;
+  }
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (alive(pid)) {
+    process.kill(pid, 'SIGKILL');
+    while (alive(pid)) await new Promise((r) => setTimeout(r, 50));
+  }
+  await removePidFile(pidFile);
+  return pid;
 }

@@ -5,6 +5,11 @@
  * rule's function with async-Lambda semantics: two retries with backoff, then the error
  * destination. It also runs the sweeper on a fixed interval, as the EventBridge schedule does.
  *
+ * A message is acknowledged (PUBACK) only once its rule invocations have finished, retries
+ * included, or it has gone to the error destination: until then the broker keeps it in the
+ * orchestrator's persistent session, so a process that dies mid-handler gets it again when it
+ * connects again (see local/puback-gate.ts).
+ *
  * Differences from IoT Core, by necessity: Mosquitto does not tell a subscriber who published,
  * so events carry no `clientId`; rules marked `awsOnly` (lifecycle events) are skipped.
  */
@@ -15,6 +20,7 @@ import type { DeadLetterSink } from './dead-letters';
 import { checkRate, seededRandom, type RandomSource } from './fault-injection';
 import type { FunctionInvoker } from './function-invoker';
 import { silentLog, type StackLog } from './log';
+import { pubackGate, type MessageBacklog, type PubackGate, type PubackRelease } from './puback-gate';
 
 /** The shared-subscription group every rules engine instance joins (instances share the load). */
 export const RULES_SHARE_GROUP = 'porchlight-rules';
@@ -47,6 +53,17 @@ export interface RulesEngineOptions {
   readonly duplicateRate?: number;
   /** Source of the duplicate decisions. @default seededRandom(1) */
   readonly random?: RandomSource;
+  /**
+   * Acknowledge a QoS 1 message only after its invocations finished (or were dead-lettered),
+   * rather than on arrival. Needs a persistent session to be worth anything: the broker then
+   * sends an unacknowledged message again after a reconnect. @default true
+   */
+  readonly ackAfterHandling?: boolean;
+  /**
+   * Messages the connection received before the engine started (a resumed persistent session
+   * delivers its backlog right after CONNACK); they are handled first, in arrival order.
+   */
+  readonly backlog?: MessageBacklog;
   readonly log?: StackLog;
 }
 
@@ -58,6 +75,8 @@ export interface RulesEngine {
   readonly received: number;
   /** Messages delivered to their rules a second time by fault injection (`duplicateRate`). */
   readonly duplicatesInjected: number;
+  /** Messages received on the current connection whose PUBACK is held until they are handled. */
+  readonly unacknowledged: number;
   /** Resolves when every received message has been handled (or dead-lettered). */
   idle(): Promise<void>;
   /** Unsubscribes, stops the sweeper, and waits for in-flight invocations. */
@@ -135,6 +154,7 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
   const chains = new Map<string, Promise<void>>();
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
+  const gate: PubackGate | undefined = options.ackAfterHandling === false ? undefined : pubackGate(options.mqtt);
 
   const invokeWithRetries = async (rule: RuleDefinition, event: RuleEvent): Promise<void> => {
     let lastError = '';
@@ -154,7 +174,7 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
     }).catch((err: Error) => log.error('could not write to the error destination', { error: err.message }));
   };
 
-  const dispatch = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
+  const dispatch = (topic: string, payload: Buffer, packet: IPublishPacket, heldRelease?: PubackRelease): void => {
     const receivedAt = now();
     // Each rule subscribed with its own subscription identifier, so the broker says which
     // rules a message matched (and a rule fires once even if filters overlap).
@@ -164,12 +184,16 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
       : (Array.isArray(ids) ? ids : [ids]).map((id) => rules[id - 1]).filter((r): r is RuleDefinition => r !== undefined);
     if (matched.length === 0) {
       log.warn('message matched no rule', { topic });
+      heldRelease?.();
       return;
     }
     received += 1;
+    // Registered now, before mqtt.js writes the PUBACK (right after the 'message' listeners).
+    const release = heldRelease ?? gate?.hold(packet);
     const deliveries = duplicateRate > 0 && random() < duplicateRate ? 2 : 1;
     if (deliveries === 2) duplicatesInjected += 1;
     const key = orderingKey(topic);
+    const handled: Promise<void>[] = [];
     for (let delivery = 0; delivery < deliveries; delivery += 1) {
       const previous = chains.get(key) ?? Promise.resolve();
       const next = previous.then(async () => {
@@ -177,17 +201,27 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
       });
       chains.set(key, next);
       inFlight.add(next);
+      handled.push(next);
       void next.finally(() => {
         inFlight.delete(next);
         if (chains.get(key) === next) chains.delete(key);
       });
     }
+    // Every delivery, the injected duplicate too, has finished or been dead-lettered.
+    if (release !== undefined) void Promise.allSettled(handled).then(release);
   };
 
   const onMessage = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
     if (!stopping) dispatch(topic, payload, packet);
+    // Arrived while stopping: not handled, so not acknowledged; the broker sends it again on
+    // the session's next connection.
+    else gate?.hold(packet);
   };
   options.mqtt.on('message', onMessage);
+  // In the same turn as the listener above: nothing falls between the backlog and it.
+  const backlog = options.backlog?.take() ?? [];
+  for (const early of backlog) dispatch(early.topic, early.payload, early.packet, early.release);
+  if (backlog.length > 0) log.info('rules engine took over messages that arrived before it started', { messages: backlog.length });
 
   const subscriptions = rules.map((r) => (group === false ? r.topicFilter : `$share/${group}/${r.topicFilter}`));
   try {
@@ -256,6 +290,9 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
     get duplicatesInjected() {
       return duplicatesInjected;
     },
+    get unacknowledged() {
+      return gate?.held ?? 0;
+    },
     idle,
     stop: async () => {
       stopping = true;
@@ -264,6 +301,7 @@ export async function startRulesEngine(options: RulesEngineOptions): Promise<Rul
       options.mqtt.off('connect', onReconnect);
       if (options.mqtt.connected) await options.mqtt.unsubscribeAsync(subscriptions).catch(() => undefined);
       await idle();
+      gate?.detach();
     },
   };
 }

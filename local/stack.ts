@@ -23,6 +23,7 @@ import { checkRate, seededRandom } from './fault-injection';
 import { silentLog, type StackLog } from './log';
 import { connectWithCertificate, reconnectWithBackoff } from './mqtt-connect';
 import { requireExecutable } from './processes';
+import { collectEarlyMessages, type MessageBacklog } from './puback-gate';
 import { startRulesEngine, type RulesEngine } from './rules-engine';
 import { LOCAL_TIMER_QUEUE, localQueueUrl, startSqsShim, type SqsShim } from './sqs-shim';
 
@@ -31,6 +32,17 @@ import { LOCAL_TIMER_QUEUE, localQueueUrl, startSqsShim, type SqsShim } from './
  * its connection drops, seconds.
  */
 export const ORCHESTRATOR_SESSION_EXPIRY_S = 3600;
+
+/**
+ * How many QoS 1 messages the broker may send the orchestrator connection before it has
+ * acknowledged them (MQTT 5 Receive Maximum). The rules engine acknowledges a message only once
+ * its handler finished, so a slow or retried handler keeps its messages, and those queued behind
+ * it for the same task, unacknowledged. Mosquitto 2.0 takes the client's Receive Maximum as its
+ * send window, and without one uses `max_inflight_messages` (20): too few for a few tasks whose
+ * handlers are being retried, after which the broker would hold back every other task's messages
+ * too. The engine runs at most 8 invocations at once whatever this allows.
+ */
+export const ORCHESTRATOR_RECEIVE_MAXIMUM = 1000;
 
 /** Ports of the stack's servers; any left out is chosen free. */
 export interface LocalStackPorts {
@@ -200,9 +212,17 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     // A persistent session: while the connection is down (a broker restart, a network blip) the
     // broker queues the QoS 1 messages of the rules' shared subscriptions for it, so nothing
     // published in the gap is lost; on a restart Mosquitto keeps the session in its persistence file.
+    // The rules engine acknowledges a message only after handling it, so one in a handler when
+    // this process dies is sent again when the next start rejoins the session.
+    // A resumed session delivers its backlog right after CONNACK, long before the rules engine
+    // starts: collected with PUBACKs held, and handed to the engine.
+    let backlog: MessageBacklog | undefined;
     const mqtt: MqttClient = await connectWithCertificate({
       host: broker.mqttHost, port: broker.mqttPort, ...orchestratorCert, clientId: ORCHESTRATOR_IDENTITY, clean: false,
-      extra: { reconnectPeriod: 500, properties: { sessionExpiryInterval: ORCHESTRATOR_SESSION_EXPIRY_S } },
+      extra: { reconnectPeriod: 500, properties: { sessionExpiryInterval: ORCHESTRATOR_SESSION_EXPIRY_S, receiveMaximum: ORCHESTRATOR_RECEIVE_MAXIMUM } },
+      onCreated: (client) => {
+        backlog = collectEarlyMessages(client);
+      },
     });
     reconnectWithBackoff(mqtt, { minDelayMs: 250, maxDelayMs: 10_000 });
     mqtt.on('error', (err) => log.warn('orchestrator MQTT connection error', { error: err.message }));
@@ -258,6 +278,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     const rulesEngine = await startRulesEngine({
       mqtt, invoker: workers, deadLetters, rules, log,
       duplicateRate,
+      ...(backlog !== undefined ? { backlog } : {}),
       // One orchestrator connection locally (see above), so nothing to share the load with; and
       // Mosquitto 2.0 does not restore shared subscriptions with a persistent session after a
       // restart, while plain ones come back and have their messages queued during the gap.

@@ -25,6 +25,7 @@ import { planTask } from './planner';
 import { planWithMeasurements, type Measurement } from './reputation';
 import type { PlanOutcome } from './plan-types';
 import type { Clock, Fencer, Publisher, Registry, TaskStore, Timer } from './ports';
+import type { z } from 'zod';
 import type { InboundMessage } from './rule-event';
 import { CancelRequest, Claim, Progress, Proposal, StepOutput, TaskRequest, decodePayload, isDecline } from './schemas';
 import {
@@ -238,25 +239,13 @@ export class Orchestrator {
    * republishes an accepted one to the owner's tree.
    */
   async onOutput(msg: InboundMessage): Promise<HandleOutcome> {
-    const parsed = this.parse(msg, 'task-output');
-    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    if (msg.payload.byteLength === 0) return { status: 'ignored', detail: `empty output on ${msg.topic} ignored` };
-    const { taskId, stepId, agentId } = parsed;
-    const about = { topic: msg.topic, taskId, stepId };
-    const spoofed = senderMismatch(msg, agentId);
-    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
-    const task = await this.deps.tasks.get(taskId);
-    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
-    const wrongRoot = rootMismatch(task, parsed);
-    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
-
-    let output: StepOutput;
-    try {
-      output = decodePayload(StepOutput, msg.payload, 'step output');
-    } catch (err) {
-      return this.refuse(msg, asPorchlightError(err), agentId, about);
+    // An empty payload on a well-formed output topic is a cleared retained message, not a hand-in.
+    if (msg.payload.byteLength === 0 && !(this.parse(msg, 'task-output') instanceof PorchlightError)) {
+      return { status: 'ignored', detail: `empty output on ${msg.topic} ignored` };
     }
-
+    const handed = await this.handedIn(msg, 'task-output', StepOutput, 'step output');
+    if ('refused' in handed) return handed.refused;
+    const { parsed: { taskId, stepId, agentId }, payload: output, about } = handed;
     const tokenMatches = sameSecret(await this.deps.fencer.token(taskId, stepId, output.epoch), output.token);
     const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, tokenMatches, ctx, agentId));
     if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
@@ -271,22 +260,9 @@ export class Orchestrator {
    * `claimStep`).
    */
   async onClaim(msg: InboundMessage): Promise<HandleOutcome> {
-    const parsed = this.parse(msg, 'task-claim');
-    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    const { taskId, stepId, agentId } = parsed;
-    const about = { topic: msg.topic, taskId, stepId };
-    const spoofed = senderMismatch(msg, agentId);
-    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
-    let claim: Claim;
-    try {
-      claim = decodePayload(Claim, msg.payload, 'claim');
-    } catch (err) {
-      return this.refuse(msg, asPorchlightError(err), agentId, about);
-    }
-    const task = await this.deps.tasks.get(taskId);
-    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
-    const wrongRoot = rootMismatch(task, parsed);
-    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
+    const handed = await this.handedIn(msg, 'task-claim', Claim, 'claim');
+    if ('refused' in handed) return handed.refused;
+    const { parsed: { taskId, stepId, agentId }, payload: claim, about } = handed;
     const agent = await this.deps.registry.get(agentId);
     const decision = await this.mutateWithCandidates(taskId, (t, ctx) => claimStep(t, stepId, claim, agentId, agent, ctx));
     if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
@@ -301,22 +277,9 @@ export class Orchestrator {
    * refused. Nothing is stored: progress is advisory, and a lost one is not retried.
    */
   async onProgress(msg: InboundMessage): Promise<HandleOutcome> {
-    const parsed = this.parse(msg, 'task-progress');
-    if (parsed instanceof PorchlightError) return this.refuse(msg, parsed);
-    const { taskId, stepId, agentId } = parsed;
-    const about = { topic: msg.topic, taskId, stepId };
-    const spoofed = senderMismatch(msg, agentId);
-    if (spoofed) return this.refuse(msg, spoofed, msg.clientId, about);
-    let progress: Progress;
-    try {
-      progress = decodePayload(Progress, msg.payload, 'progress');
-    } catch (err) {
-      return this.refuse(msg, asPorchlightError(err), agentId, about);
-    }
-    const task = await this.deps.tasks.get(taskId);
-    if (!task) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
-    const wrongRoot = rootMismatch(task, parsed);
-    if (wrongRoot) return this.refuse(msg, wrongRoot, agentId, about);
+    const handed = await this.handedIn(msg, 'task-progress', Progress, 'progress');
+    if ('refused' in handed) return handed.refused;
+    const { parsed: { taskId, stepId, agentId }, payload: progress, task, about } = handed;
     const step = task.steps[stepId];
     if (progress.taskId !== taskId || progress.stepId !== stepId) {
       return this.refuse(msg, new ValidationError('invalid-payload', `progress on ${msg.topic} names task ${progress.taskId} step ${progress.stepId} in its payload`), agentId, about);
@@ -598,6 +561,31 @@ export class Orchestrator {
     return this.refuseClient(msg, new DuplicateTaskError(existing.taskId), clientId, { topic: msg.topic, taskId: existing.taskId });
   }
 
+  /**
+   * What every message an agent hands in on a topic ending in its own id goes through: a topic of
+   * the expected kind, a sender that is the identity the topic names (on AWS, `clientid()`), the
+   * task and its root, the payload's schema. Returns the parts, or the refusal already made.
+   */
+  private async handedIn<S extends z.ZodType>(
+    msg: InboundMessage, kind: HandInTopic['kind'], schema: S, what: string,
+  ): Promise<{ refused: HandleOutcome } | { parsed: HandInTopic; payload: z.infer<S>; task: TaskRecord; about: { topic: string; taskId: string; stepId: string } }> {
+    const parsed = this.parse(msg, kind);
+    if (parsed instanceof PorchlightError) return { refused: await this.refuse(msg, parsed) };
+    const { taskId, stepId, agentId } = parsed;
+    const about = { topic: msg.topic, taskId, stepId };
+    const spoofed = senderMismatch(msg, agentId);
+    if (spoofed) return { refused: await this.refuse(msg, spoofed, msg.clientId, about) };
+    const task = await this.deps.tasks.get(taskId);
+    if (!task) return { refused: await this.refuse(msg, new UnknownTaskError(taskId), agentId, about) };
+    const wrongRoot = rootMismatch(task, parsed);
+    if (wrongRoot) return { refused: await this.refuse(msg, wrongRoot, agentId, about) };
+    try {
+      return { parsed, payload: decodePayload(schema, msg.payload, what), task, about };
+    } catch (err) {
+      return { refused: await this.refuse(msg, asPorchlightError(err), agentId, about) };
+    }
+  }
+
   private refuseClient(msg: InboundMessage, error: PorchlightError, clientId: string, about: { topic: string; taskId?: string }): Promise<HandleOutcome> {
     return refuseClient(this.deps, msg, error, clientId, about);
   }
@@ -639,6 +627,9 @@ export class Orchestrator {
     this.deps.log?.(level, msg, data);
   }
 }
+
+/** A topic on which an agent hands something in under its own id: output, progress or a pool claim. */
+type HandInTopic = Extract<ParsedTopic, { kind: 'task-output' | 'task-claim' | 'task-progress' }>;
 
 /** On AWS the rule tells who published (`clientid()`); it must be the identity the topic names. */
 function senderMismatch(msg: InboundMessage, agentId: string): NotAuthorizedError | undefined {

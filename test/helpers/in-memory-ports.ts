@@ -321,5 +321,10 @@ export function orchestratorHarness(config: Partial<OrchestratorConfig> = {}) {
     log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
   });
   const service = new RegistryService({ registry, verifier: new StaticVerifier({}), publisher, clock, orchestrator });
-  return { clock, publisher, timer, tasks, registry, fencer: testFencer, logs, config: cfg, orchestrator, service };
+  /** Moves the clock by `ms` and fires every timer then due, earliest first. */
+  const elapse = async (ms: number): Promise<void> => {
+    clock.advance(ms);
+    for (const e of timer.takeDue(clock.now())) await orchestrator.onTimer(e);
+  };
+  return { clock, publisher, timer, tasks, registry, fencer: testFencer, logs, config: cfg, orchestrator, service, elapse };
 }

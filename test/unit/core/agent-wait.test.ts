@@ -60,12 +60,6 @@ async function stored(h: Harness) {
   return task;
 }
 
-/** Moves the clock by `ms` and fires every timer then due, earliest first. */
-async function elapse(h: Harness, ms: number): Promise<void> {
-  h.clock.advance(ms);
-  for (const e of h.timer.takeDue(h.clock.now())) await h.orchestrator.onTimer(e);
-}
-
 describe('waiting for agents through core', () => {
   describe('planning while the only bidder is offline', () => {
     /** sql-a bids, but its last will marked it offline before the window closed. */
@@ -94,14 +88,14 @@ describe('waiting for agents through core', () => {
       const since = h.clock.now();
       const statuses = h.publisher.on('clients/client-1/tasks/t1/status').length;
 
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(h.publisher.on('clients/client-1/tasks/t1/status')).toHaveLength(statuses);
       expect((await stored(h)).steps.s1).toMatchObject({ state: 'pending', waitingSince: since, dispatchRetryAt: h.clock.now() + h.config.dispatchRetryMs });
       expect(h.timer.of('dispatch', 't1')).toHaveLength(1);
 
       await setState(h, 'sql-a', 'online');
       expect(assignments(h, 'sql-a')).toEqual([]);
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       const [a] = assignments(h, 'sql-a');
       expect(a).toMatchObject({ stepId: 's1', epoch: 1 });
       const step = (await stored(h)).steps.s1!;
@@ -123,12 +117,12 @@ describe('waiting for agents through core', () => {
       expect(status(h).state).toBe('working');
 
       await setState(h, 'sql-a', 'draining');
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(status(h).state).toBe('working');
       expect(assignments(h, 'sql-a')).toEqual([]);
 
       await setState(h, 'sql-a', 'online');
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-a')).toHaveLength(1);
     });
   });
@@ -145,10 +139,10 @@ describe('waiting for agents through core', () => {
       // The agent that went away is a candidate again once nobody else can take the step.
       expect((await stored(h)).steps.s1?.audit?.waitingFor).toEqual(['sql-a', 'sql-b']);
 
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-b')).toEqual([]);
       await setState(h, 'sql-b', 'online');
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       const [b] = assignments(h, 'sql-b');
       expect(b).toMatchObject({ stepId: 's1', epoch: 2 });
       expect(await h.orchestrator.onOutput(output(b!))).toMatchObject({ status: 'accepted' });
@@ -159,13 +153,13 @@ describe('waiting for agents through core', () => {
       const h = harness({ leaseMs: 10_000 });
       await assignedToA(h);
       await setState(h, 'sql-b', 'offline');
-      await elapse(h, 10_000);
+      await h.elapse(10_000);
       expect(status(h).state).toBe('working');
       expect(status(h).errors.map((e) => e.code)).toEqual(['lease-expired']);
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-a')).toHaveLength(1);
       await setState(h, 'sql-b', 'online');
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-b')).toHaveLength(1);
     });
   });
@@ -176,12 +170,12 @@ describe('waiting for agents through core', () => {
       await assignedToA(h);
       await setState(h, 'sql-b', 'offline');
       await setState(h, 'sql-a', 'offline');
-      await elapse(h, 2_000);
-      await elapse(h, 2_000);
+      await h.elapse(2_000);
+      await h.elapse(2_000);
       expect(status(h).state).toBe('working');
       // The last retry is due when the wait runs out, not a whole retry interval later.
       expect(h.timer.of('dispatch', 't1').map((t) => t.dueAt)).toEqual([h.clock.now() + 1_000]);
-      await elapse(h, 1_000);
+      await h.elapse(1_000);
       const st = status(h);
       expect(st).toMatchObject({ state: 'failed', phase: 'done' });
       expect(st.errors.at(-1)).toMatchObject({
@@ -197,7 +191,7 @@ describe('waiting for agents through core', () => {
       await assignedToA(h, { constraints: { deadline } });
       await setState(h, 'sql-b', 'offline');
       await setState(h, 'sql-a', 'offline');
-      await elapse(h, 3_000);
+      await h.elapse(3_000);
       const st = status(h);
       expect(st.state).toBe('failed');
       expect(st.errors.at(-1)).toMatchObject({ code: 'deadline-passed', message: expect.stringMatching(/step s1 \(sql-optimiser\) was waiting for sql-a \(agent is offline\), sql-b \(agent is offline\)$/) });
@@ -238,7 +232,7 @@ describe('waiting for agents through core', () => {
       expect(status(h).state).toBe('working');
       expect((await stored(h)).steps.s1?.audit?.waitingFor).toEqual(['sql-a']);
       await setState(h, 'sql-a', 'online');
-      await elapse(h, h.config.dispatchRetryMs);
+      await h.elapse(h.config.dispatchRetryMs);
       expect(assignments(h, 'sql-a').map((x) => x.epoch)).toEqual([1, 2]);
     });
 
@@ -246,7 +240,7 @@ describe('waiting for agents through core', () => {
       const h = harness();
       await submit(h, { skills: undefined, proposalWindowMs: 100 });
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/ghost', BID));
-      await elapse(h, 100);
+      await h.elapse(100);
       expect(status(h).errors.at(-1)).toMatchObject({ code: 'unsatisfiable', message: expect.stringMatching(/ghost\/write \(agent not in the registry\)/) });
     });
   });

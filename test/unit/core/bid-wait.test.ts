@@ -44,12 +44,6 @@ function assignments(h: Harness, agentId: string): Assignment[] {
   return h.publisher.on(`tasks/t1/assign/${agentId}`).map((m) => Assignment.parse(m.payload));
 }
 
-/** Moves the clock by `ms` and fires every timer then due, earliest first. */
-async function elapse(h: Harness, ms: number): Promise<void> {
-  h.clock.advance(ms);
-  for (const e of h.timer.takeDue(h.clock.now())) await h.orchestrator.onTimer(e);
-}
-
 describe('the proposal window under load', () => {
   describe('a bid that arrives after the window closed', () => {
     /** sql-bot bid in time; chart-bot, eligible when the task arrived, has not answered when the window closes. */
@@ -58,7 +52,7 @@ describe('the proposal window under load', () => {
       await register(h, 'chart-bot', 'chart');
       await submit(h);
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
-      await elapse(h, 2_000);
+      await h.elapse(2_000);
     }
 
     it('keeps the task collecting, and its status says whom it waits for and why', async () => {
@@ -75,7 +69,7 @@ describe('the proposal window under load', () => {
     it('plans as soon as the missing bid arrives, and the task completes', async () => {
       const h = harness();
       await closedWithoutChart(h);
-      await elapse(h, 500);
+      await h.elapse(500);
       const outcome = await h.orchestrator.onProposal(inbound('tasks/t1/proposal/chart-bot', CHART_BID));
       expect(outcome).toMatchObject({ status: 'accepted', detail: expect.stringMatching(/re-planned while waiting for bids/) });
       expect(status(h)).toMatchObject({ state: 'working', phase: 'executing' });
@@ -95,7 +89,7 @@ describe('the proposal window under load', () => {
       await submit(h);
       await setState(h, 'chart-bot', 'offline');
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
-      await elapse(h, 2_000);
+      await h.elapse(2_000);
       expect(status(h).waitingForBids?.agents).toEqual(['chart-bot']);
     });
 
@@ -105,7 +99,7 @@ describe('the proposal window under load', () => {
       await submit(h);
       await register(h, 'chart-bot', 'chart');
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
-      await elapse(h, 2_000);
+      await h.elapse(2_000);
       expect(status(h).waitingForBids?.agents).toEqual(['chart-bot']);
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/chart-bot', CHART_BID));
       expect(status(h)).toMatchObject({ state: 'working', phase: 'executing' });
@@ -114,7 +108,7 @@ describe('the proposal window under load', () => {
     it('fails once the awaited agent declines, saying it waited and for whom', async () => {
       const h = harness();
       await closedWithoutChart(h);
-      await elapse(h, 300);
+      await h.elapse(300);
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/chart-bot', { decline: true, reason: 'busy' }));
       expect(result(h)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/has no producer.*waited 300 ms for bids from chart-bot/) });
     });
@@ -122,10 +116,10 @@ describe('the proposal window under load', () => {
     it('fails at the wait limit when the awaited agent never answers', async () => {
       const h = harness({ maxWaitForBidsMs: 3_000 });
       await closedWithoutChart(h);
-      await elapse(h, 1_000);
-      await elapse(h, 1_000);
+      await h.elapse(1_000);
+      await h.elapse(1_000);
       expect(result(h)).toBeUndefined();
-      await elapse(h, 1_000);
+      await h.elapse(1_000);
       expect(result(h)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/waited 3000 ms for bids from chart-bot \(wait limit reached\)/) });
     });
 
@@ -135,10 +129,10 @@ describe('the proposal window under load', () => {
       await register(h, 'chart-bot', 'chart');
       await submit(h, { constraints: { deadline: new Date(h.clock.now() + 3_500).toISOString() } });
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
-      await elapse(h, 2_000);
+      await h.elapse(2_000);
       expect(status(h).waitingForBids).toBeDefined();
-      await elapse(h, 1_000);
-      await elapse(h, 500);
+      await h.elapse(1_000);
+      await h.elapse(500);
       expect(result(h)?.state).toBe('failed');
     });
 
@@ -147,7 +141,7 @@ describe('the proposal window under load', () => {
       await register(alone, 'sql-bot', 'sql');
       await submit(alone);
       await alone.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
-      await elapse(alone, 2_000);
+      await alone.elapse(2_000);
       expect(result(alone)).toMatchObject({ state: 'failed', reason: expect.not.stringMatching(/waited/) });
 
       const off = harness({ maxWaitForBidsMs: 0 });
@@ -159,8 +153,8 @@ describe('the proposal window under load', () => {
       const h = harness();
       await closedWithoutChart(h);
       const before = h.publisher.on('clients/client-1/tasks/t1/status').length;
-      await elapse(h, 1_000);
-      await elapse(h, 1_000);
+      await h.elapse(1_000);
+      await h.elapse(1_000);
       expect(h.publisher.on('clients/client-1/tasks/t1/status')).toHaveLength(before);
       expect(status(h).waitingForBids?.agents).toEqual(['chart-bot']);
     });
@@ -194,7 +188,7 @@ describe('the proposal window under load', () => {
       // A cheaper bidder the client did not hint still gets in before the window closes.
       await register(h, 'sql-cheap', 'sql-fast');
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-cheap', { steps: [{ ...SQL_BID.steps[0]!, skill: 'sql-fast', estUsd: 0.001 }] }));
-      await elapse(h, 250);
+      await h.elapse(250);
       expect(status(h)).toMatchObject({ phase: 'executing' });
       expect(assignments(h, 'sql-cheap')).toHaveLength(1);
       expect(assignments(h, 'sql-bot')).toEqual([]);
@@ -219,7 +213,7 @@ describe('the proposal window under load', () => {
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/sql-bot', SQL_BID));
       await h.orchestrator.onProposal(inbound('tasks/t1/proposal/chart-bot', CHART_BID));
       expect(h.timer.of('proposal-window', 't1').map((t) => t.dueAt)).toContain(h.clock.now() + 100);
-      await elapse(h, 100);
+      await h.elapse(100);
       expect(status(h)).toMatchObject({ phase: 'executing' });
     });
   });

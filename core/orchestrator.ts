@@ -20,7 +20,7 @@ import {
 import { validateProposal } from './dag';
 import { rankAgents } from './matching';
 import { isTerminal, type AgentRecord, type OutboundMessage, type ProposalRecord, type TaskRecord, type TimerEvent } from './model';
-import { canonicalJson, flush, sameSecret, withFencingTokens } from './outbox';
+import { canonicalJson, flush, withFencingTokens } from './outbox';
 import { planTask } from './planner';
 import { planWithMeasurements, type Measurement } from './reputation';
 import type { PlanOutcome } from './plan-types';
@@ -246,7 +246,7 @@ export class Orchestrator {
     const handed = await this.handedIn(msg, 'task-output', StepOutput, 'step output');
     if ('refused' in handed) return handed.refused;
     const { parsed: { taskId, stepId, agentId }, payload: output, about } = handed;
-    const tokenMatches = sameSecret(await this.deps.fencer.token(taskId, stepId, output.epoch), output.token);
+    const tokenMatches = await this.deps.fencer.matches(taskId, stepId, output.epoch, output.token);
     const decision = await this.mutateWithCandidates(taskId, (t, ctx) => acceptOutput(t, stepId, output, tokenMatches, ctx, agentId));
     if (!decision) return this.refuse(msg, new UnknownTaskError(taskId), agentId, about);
     if (decision.kind === 'rejected') return this.refuse(msg, decision.error, agentId, about);

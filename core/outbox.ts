@@ -103,14 +103,3 @@ export function withFencingTokens(publisher: Publisher, fencer: Fencer): Publish
     },
   };
 }
-
-/**
- * Compares two secrets in time that depends only on their lengths, so a caller cannot learn a
- * token character by character from how fast a wrong guess is refused.
- */
-export function sameSecret(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  const n = Math.max(a.length, b.length);
-  for (let i = 0; i < n; i += 1) diff |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ (b.charCodeAt(i % (b.length || 1)) || 0);
-  return diff === 0 && a.length === b.length;
-}

@@ -103,8 +103,8 @@ function globalStatements(role: Role): PolicyStatement[] {
       ];
     case 'orchestrator':
       return [
+        // What it publishes (errors included) comes from the publication catalogue: publicationStatements.
         allow(['connect'], [SELF], 'the orchestrator connects only with its own identity as client id'),
-        allow(['publish'], ['agents/+/errors', 'clients/+/errors'], 'only the orchestrator tells agents and clients why their messages were rejected'),
         allow(READ, ['agents/+/resume', 'agents/+/status', 'agents/+/telemetry'], 'the orchestrator keeps the agent registry'),
       ];
     case 'observer':
@@ -135,10 +135,8 @@ function rootStatements(role: Role, root: string): PolicyStatement[] {
       ];
     case 'orchestrator':
       return [
-        allow(['publish'], [`${root}/+/request`, `${root}/+/assign/+`, `${root}/+/pool/+`, `${root}/+/status`],
-          `only the orchestrator calls for bids, assigns steps and publishes the agents' task status (${root})`),
-        allow(['publish'], [`${anyClient}/status`, `${anyClient}/result`, `${anyClient}/output/+`, `${anyClient}/progress/+`],
-          `only the orchestrator writes what clients read: status, results, accepted outputs and the live assignee's progress (${root})`),
+        // Publishing (calls for bids, assignments, offers, every status, result, output and progress
+        // clients read) is granted once, from the publication catalogue: publicationStatements.
         allow(READ, [`${anyClient}/request`, `${anyClient}/cancel`, `${root}/+/proposal/+`, `${root}/+/claim/+/+`, `${root}/+/output/+/+`, `${root}/+/progress/+/+`],
           `the orchestrator consumes what clients and agents send (${root})`),
       ];

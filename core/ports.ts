@@ -22,6 +22,8 @@ export interface Clock {
 export interface Fencer {
   /** The fencing token of `epoch` of step `stepId` of task `taskId`; URL-safe, 16–128 characters. */
   token(taskId: string, stepId: string, epoch: number): Promise<string>;
+  /** Whether `token` is that token, compared in time that does not depend on where they differ. */
+  matches(taskId: string, stepId: string, epoch: number, token: string): Promise<boolean>;
 }
 
 /** Publishes to the broker (IoT data-plane Publish in the cloud, the shim locally). */

@@ -11,7 +11,7 @@
  * change to the topic tree moves the grants with it. Pure data and functions, no I/O.
  */
 import { TASK_ROOTS } from './data-classes';
-import { parseTopic, topics, type ParsedTopic } from './topics';
+import { parseTopic, topicMatches, topics, type ParsedTopic } from './topics';
 
 /** A kind of message core publishes; named after the kind `parseTopic` gives its topic. */
 export type PublicationKind =
@@ -112,16 +112,6 @@ export function publicationsOf(entryPoints: readonly EntryPoint[]): Publication[
   return Object.values(PUBLICATIONS).filter((p) => kinds.has(p.kind));
 }
 
-/** MQTT filter matching (`+` one level, `#` the rest). */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
-}
 
 /**
  * Why `publications` do not cover publishing `topic` (with `retain`), or undefined when they do:

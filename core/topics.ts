@@ -262,3 +262,19 @@ export function parseTopic(topic: string): ParsedTopic {
   }
   throw new TopicParseError(`"${topic}" is not a Porchlight topic (first level "${first}")`);
 }
+
+/**
+ * True when `topic` matches the MQTT topic filter `filter` (`+` one level, `#` the rest; wildcards
+ * at the first level do not match topics starting with `$`).
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}

@@ -15,6 +15,7 @@
  */
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
 import type { RuleEvent } from '../core/rule-event';
+import { topicMatches } from '../core/topics';
 import { RULES, type RuleDefinition } from '../infra/rules/catalogue';
 import type { DeadLetterSink } from './dead-letters';
 import { checkRate, seededRandom, type RandomSource } from './fault-injection';
@@ -83,19 +84,6 @@ export interface RulesEngine {
   stop(): Promise<void>;
 }
 
-/** True when `topic` matches the MQTT topic filter `filter` (`+` one level, `#` the rest). */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  // MQTT: wildcards at the first level do not match topics starting with '$'.
-  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
 
 /**
  * The event the rule's SQL selects: `encode(*, 'base64') AS payload, topic() AS topic,

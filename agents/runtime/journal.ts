@@ -75,6 +75,18 @@ export function idempotencyKeyFor(key: JournalKey): string {
 /** How long past its assignment's deadline an entry is kept: clocks differ, and late redeliveries are refused anyway. */
 export const DEFAULT_RETENTION_MARGIN_MS = 10 * 60_000;
 
+/** Removes the entries past their deadline plus `marginMs` from `entries`; returns how many. */
+function dropExpired(entries: Map<string, JournalEntry>, now: number, marginMs: number): number {
+  let dropped = 0;
+  for (const [k, e] of entries) {
+    if (expired(e, now, marginMs)) {
+      entries.delete(k);
+      dropped += 1;
+    }
+  }
+  return dropped;
+}
+
 function expired(entry: JournalEntry, now: number, marginMs: number): boolean {
   const deadline = Date.parse(entry.deadline);
   return Number.isFinite(deadline) && deadline + marginMs < now;
@@ -120,14 +132,7 @@ export class InMemoryJournal implements AssignmentJournal {
 
   /** Drops entries past their deadline plus the margin; returns how many were dropped. */
   compact(): number {
-    const now = this.now();
-    let dropped = 0;
-    for (const [k, e] of this.entries) {
-      if (expired(e, now, this.marginMs)) {
-        this.entries.delete(k);
-        dropped += 1;
-      }
-    }
+    const dropped = dropExpired(this.entries, this.now(), this.marginMs);
     return dropped;
   }
 
@@ -273,14 +278,7 @@ export class FileJournal implements AssignmentJournal {
   }
 
   private async rewrite(): Promise<number> {
-    const now = this.now();
-    let dropped = 0;
-    for (const [k, e] of this.entries) {
-      if (expired(e, now, this.marginMs)) {
-        this.entries.delete(k);
-        dropped += 1;
-      }
-    }
+    const dropped = dropExpired(this.entries, this.now(), this.marginMs);
     await this.handle?.close();
     this.handle = undefined;
     const temporary = `${this.path}.compacting`;

@@ -4,7 +4,7 @@
  * (FENCING_KEY_SECRET_ARN), in a 0600 file of the state directory locally (FENCING_KEY_FILE).
  * Nothing that completes a step is stored anywhere; a database reader learns no live token.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ConfigError } from '../../core/errors';
@@ -32,6 +32,13 @@ export class HmacFencer implements Fencer {
   /** The token of `epoch` of step `stepId` of task `taskId`. */
   async token(taskId: string, stepId: string, epoch: number): Promise<string> {
     return deriveFencingToken(await this.loadKey(), taskId, stepId, epoch);
+  }
+
+  /** Whether `token` is the token of (task, step, epoch), compared with `timingSafeEqual`. */
+  async matches(taskId: string, stepId: string, epoch: number, token: string): Promise<boolean> {
+    const expected = Buffer.from(await this.token(taskId, stepId, epoch), 'utf8');
+    const presented = Buffer.from(token, 'utf8');
+    return expected.length === presented.length && timingSafeEqual(expected, presented);
   }
 
   private loadKey(): Promise<string> {

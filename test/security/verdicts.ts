@@ -3,6 +3,7 @@
  * judged against a row's expectation and {@link KNOWN_OPEN}.
  */
 import { ROLES } from '../../core/policy';
+import { topicMatches } from '../../core/topics';
 import {
   FUNCTION_ROWS,
   IDENTITIES,
@@ -47,14 +48,7 @@ export function judge(row: ProbeRow | FunctionProbeRow, broker: Broker, observed
 
 /** True when `topic` matches the MQTT filter (a `$share/<group>/` prefix is ignored). */
 export function mqttMatches(filter: string, topic: string): boolean {
-  const f = filter.startsWith('$share/') ? filter.split('/').slice(2) : filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i += 1) {
-    if (f[i] === '#') return i === f.length - 1;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
+  return topicMatches(filter.startsWith('$share/') ? filter.split('/').slice(2).join('/') : filter, topic);
 }
 
 /** Problems with the matrix itself (unknown identities, duplicate keys, stale known-open keys, …). */

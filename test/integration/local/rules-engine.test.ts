@@ -5,7 +5,8 @@ import { RULES } from '../../../infra/rules/catalogue';
 import { memoryDeadLetterSink, type DeadLetter } from '../../../local/dead-letters';
 import { createWorkerInvoker, type FunctionInvoker } from '../../../local/function-invoker';
 import { waitUntil } from '../../../local/processes';
-import { buildRuleEvent, startRulesEngine, topicMatches, type RulesEngine } from '../../../local/rules-engine';
+import { buildRuleEvent, startRulesEngine, type RulesEngine } from '../../../local/rules-engine';
+import { topicMatches } from '../../../core/topics';
 import { connectMqtt, startTestBroker, type TestBroker } from '../../helpers/local-stack';
 
 interface Recorded {

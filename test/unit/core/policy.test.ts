@@ -27,6 +27,7 @@ import {
 } from '../../../core/policy';
 import { DATA_CLASSES, TASK_ROOTS } from '../../../core/data-classes';
 import { InvalidIdError } from '../../../core/errors';
+import { topicMatches } from '../../../core/topics';
 
 const OPTS = { region: 'eu-central-1', account: '123456789012' };
 const ARN = 'arn:aws:iot:eu-central-1:123456789012:';
@@ -84,17 +85,6 @@ function allows(docs: IotPolicyDocument[], action: string, resource: string, who
   return allowed;
 }
 
-/** Mosquitto topic matching of an ACL filter against a topic. */
-function mqttMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
 
 /** Mosquitto 2 acl_file semantics for user `user`: any matching deny wins, then any grant of the access type. */
 function aclAllows(acl: string, user: string, access: 'read' | 'write', topic: string): boolean {
@@ -106,8 +96,8 @@ function aclAllows(acl: string, user: string, access: 'read' | 'write', topic: s
     else if (parts[0] === 'pattern') rules.push({ kind: parts[1] ?? '', filter: (parts[2] ?? '').split('%u').join(user) });
     else if (parts[0] === 'topic' && current === user) rules.push({ kind: parts[1] ?? '', filter: parts[2] ?? '' });
   }
-  if (rules.some((r) => r.kind === 'deny' && mqttMatches(r.filter, topic))) return false;
-  return rules.some((r) => (r.kind === access || r.kind === 'readwrite') && mqttMatches(r.filter, topic));
+  if (rules.some((r) => r.kind === 'deny' && topicMatches(r.filter, topic))) return false;
+  return rules.some((r) => (r.kind === access || r.kind === 'readwrite') && topicMatches(r.filter, topic));
 }
 
 describe('policy', () => {
@@ -262,7 +252,7 @@ describe('policy', () => {
         const modelAction = ({ 'iot:Publish': 'publish', 'iot:RetainPublish': 'publish', 'iot:Receive': 'receive', 'iot:Subscribe': 'subscribe' } as const)[action as 'iot:Publish'];
         const topic = resource.replace(/^topic(filter)?\//, '');
         return roleStatements(role).some((st) => st.effect === 'allow' && st.actions.includes(modelAction)
-          && st.topics.some((t) => mqttMatches(t.split(SELF).join(self), topic)));
+          && st.topics.some((t) => topicMatches(t.split(SELF).join(self), topic)));
       };
 
       it.each([...ROLES])('keeps every %s part safe on its own: alone, its wildcards allow nothing beyond what the model means', (role) => {
@@ -365,7 +355,7 @@ describe('policy', () => {
         && st.topics.some((t) => {
           const pattern = t.split(SELF).join(self);
           // A `$share/<group>/` filter is granted as written: its group is a literal level.
-          return pattern.startsWith('$share/') && !topic.startsWith('$share/') ? false : mqttMatches(pattern, topic);
+          return pattern.startsWith('$share/') && !topic.startsWith('$share/') ? false : topicMatches(pattern, topic);
         }));
     };
 

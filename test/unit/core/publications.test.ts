@@ -1,10 +1,10 @@
 import { TASK_ROOTS } from '../../../core/data-classes';
 import {
-  ENTRY_POINT_PUBLICATIONS, PUBLICATIONS, RETAINED_TOPIC_KINDS, publicationsOf, publishRefusal, topicMatches,
+  ENTRY_POINT_PUBLICATIONS, PUBLICATIONS, RETAINED_TOPIC_KINDS, publicationsOf, publishRefusal,
   type EntryPoint, type PublicationKind,
 } from '../../../core/publications';
 import { Assignment, PoolOffer, type ProposedStep } from '../../../core/schemas';
-import { parseTopic, topics } from '../../../core/topics';
+import { parseTopic, topicMatches, topics } from '../../../core/topics';
 import { inbound, orchestratorHarness, sha256Hex } from '../../helpers/in-memory-ports';
 
 const SECRET = 'open-sesame-123';

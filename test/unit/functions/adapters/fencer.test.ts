@@ -26,6 +26,16 @@ describe('HmacFencer', () => {
     expect(deriveFencingToken(KEY, 'a', 'b-c', 1)).not.toBe(deriveFencingToken(KEY, 'a-b', 'c', 1));
   });
 
+  it('accepts exactly the token of the (task, step, epoch) it is asked about', async () => {
+    const fencer = new HmacFencer(() => Promise.resolve(KEY));
+    const token = deriveFencingToken(KEY, 't1', 's1', 2);
+    expect(await fencer.matches('t1', 's1', 2, token)).toBe(true);
+    expect(await fencer.matches('t1', 's1', 1, token)).toBe(false);
+    expect(await fencer.matches('t1', 's2', 2, token)).toBe(false);
+    expect(await fencer.matches('t1', 's1', 2, token.slice(0, -1))).toBe(false);
+    expect(await fencer.matches('t1', 's1', 2, `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`)).toBe(false);
+  });
+
   it('differs under another key', async () => {
     const other = new HmacFencer(() => Promise.resolve(`${KEY}x`));
     expect(await other.token('t1', 's1', 1)).not.toBe(deriveFencingToken(KEY, 't1', 's1', 1));
